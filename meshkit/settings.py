@@ -1,0 +1,70 @@
+"""Settings every weather-mesh service shares.
+
+Each service subclasses `ServiceSettings` with its own environment prefix
+(`DISPATCHER_`, `CLASSIFIER_`, `REPORTING_`), so one typed object holds all of a
+service's configuration, validated once at start: a bad value stops the service with a
+message naming the variable instead of failing later in the middle of a request.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Port = int
+
+
+class ServiceSettings(BaseSettings):
+    """What the shared kit needs to run a service: listeners, logging, shutdown."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    grpc_host: str = Field(
+        default="127.0.0.1",
+        description="Address the gRPC server listens on (use 0.0.0.0 in a container).",
+    )
+    grpc_port: Port = Field(default=50051, ge=1, le=65535, description="gRPC listen port.")
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Address the Prometheus `/metrics` endpoint listens on."
+    )
+    metrics_port: Port = Field(
+        default=9101, ge=0, le=65535, description="Prometheus `/metrics` port; 0 turns it off."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Lowest level written to the JSON log on stdout."
+    )
+    shutdown_grace_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="On SIGTERM, how long in-flight RPCs may run before they are cancelled.",
+    )
+    max_receive_message_bytes: int = Field(
+        default=11 * 1024 * 1024,
+        ge=1024,
+        description="Largest gRPC request accepted, in bytes (the upload cap plus framing).",
+    )
+
+
+class NatsSettings(BaseSettings):
+    """How a service reaches NATS JetStream; mixed into the settings of services that use it."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4222",
+        description="NATS server URL(s), comma-separated for a cluster.",
+    )
+    nats_connect_timeout_seconds: float = Field(
+        default=2.0, gt=0, description="Timeout of one NATS connection attempt."
+    )
+    nats_retry_max_wait_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Longest pause between NATS connection attempts (backoff grows to this).",
+    )
+
+    @property
+    def nats_servers(self) -> list[str]:
+        return [url.strip() for url in self.nats_url.split(",") if url.strip()]

@@ -1,0 +1,50 @@
+# Code quality and tests: what `make test` (and so CI) runs.
+.PHONY: test lint format typecheck sast proto proto-check buf-lint buf-breaking test-unit test-integration settings-doc
+
+PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
+
+test: lint typecheck sast proto-check test-unit test-integration ## everything CI runs: lint, types, SAST, contract checks, all tests
+
+lint: $(INSTALLED) ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(INSTALLED) ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: $(INSTALLED) ## mypy --strict over every Python package
+	$(BIN)/mypy .
+
+sast: $(INSTALLED) ## bandit; fails on medium severity and above
+	$(BIN)/bandit -q -c pyproject.toml -r . --severity-level medium --confidence-level low
+
+proto: $(INSTALLED) ## regenerate Python code and stubs from protos/
+	$(BIN)/python tools/gen_protos.py
+
+proto-check: buf-lint buf-breaking $(INSTALLED) ## buf lint + breaking, and generated code is current
+	$(BIN)/python tools/gen_protos.py --check
+
+buf-lint: $(INSTALLED)
+	$(BIN)/buf lint
+	@echo "buf lint: clean"
+
+# Against the previous commit; when protos/ has uncommitted edits, against HEAD instead,
+# so a developer sees a breaking change before committing it.
+buf-breaking: $(INSTALLED)
+	@if git diff --quiet HEAD -- protos 2>/dev/null; then base=HEAD~1; else base=HEAD; fi; \
+	if git rev-parse -q --verify "$$base^{commit}" >/dev/null && git cat-file -e "$$base:buf.yaml" 2>/dev/null; then \
+	  $(BIN)/buf breaking --against ".git#ref=$$(git rev-parse $$base)" && \
+	  echo "buf breaking: no breaking change against $$(git rev-parse --short $$base)"; \
+	else \
+	  echo "buf breaking: no earlier commit with buf.yaml to compare against"; \
+	fi
+
+test-unit: $(INSTALLED) ## pure-logic tests, no network
+	$(PYTEST) tests/unit
+
+test-integration: $(INSTALLED) ## tests against real nats-server, PostgreSQL, Envoy and TensorFlow
+	$(PYTEST) tests/integration
+
+settings-doc: $(INSTALLED) ## print the README's settings table from the settings classes
+	$(BIN)/python -m tools.settings_doc

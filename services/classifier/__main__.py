@@ -1,0 +1,5 @@
+import sys
+
+from services.classifier.server import main
+
+sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from services.dispatcher.server import main
+
+sys.exit(main())

@@ -1,0 +1,32 @@
+"""Wiring of the dispatcher: its servicer, its NATS dependency, the shared bootstrap."""
+
+from __future__ import annotations
+
+import grpc
+
+from meshkit.nats import NatsConnection
+from meshkit.server import ServiceSpec, run
+from services.dispatcher.service import DispatcherService
+from services.dispatcher.settings import DispatcherSettings
+from weather.v1 import dispatcher_pb2, dispatcher_pb2_grpc
+
+SERVICE_NAME = dispatcher_pb2.DESCRIPTOR.services_by_name["DispatcherService"].full_name
+
+
+def build(settings: DispatcherSettings) -> ServiceSpec:
+    nats_connection = NatsConnection(settings, client_name="dispatcher")
+    servicer = DispatcherService()
+
+    def register(server: grpc.aio.Server) -> None:
+        dispatcher_pb2_grpc.add_DispatcherServiceServicer_to_server(servicer, server)
+
+    return ServiceSpec(
+        name="dispatcher",
+        grpc_services=[SERVICE_NAME],
+        register=register,
+        dependencies=[nats_connection],
+    )
+
+
+def main() -> int:
+    return run("dispatcher", DispatcherSettings, build)

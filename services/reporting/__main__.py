@@ -1,0 +1,5 @@
+import sys
+
+from services.reporting.server import main
+
+sys.exit(main())
