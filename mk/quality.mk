@@ -3,7 +3,7 @@
 
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 
-test: lint typecheck sast proto-check test-unit test-integration ## everything CI runs: lint, types, SAST, contract checks, all tests
+test: lint typecheck sast proto-check lint-docker test-unit test-integration ## everything CI runs: lint, types, SAST, contract checks, all tests
 
 lint: $(INSTALLED) ## ruff lint and format check
 	$(BIN)/ruff check .

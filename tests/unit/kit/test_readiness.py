@@ -7,8 +7,8 @@ from meshkit.health import NOT_SERVING, SERVING, Readiness
 
 async def status_of(health: HealthServicer, service: str) -> int:
     request = health_pb2.HealthCheckRequest(service=service)
-    response = await health.Check(request, context=None)  # type: ignore[arg-type]
-    return response.status
+    response = await health.Check(request, context=None)
+    return int(response.status)
 
 
 async def test_not_serving_until_every_dependency_is_up() -> None:

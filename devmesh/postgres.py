@@ -1,0 +1,224 @@
+"""A private PostgreSQL cluster on 127.0.0.1, for local runs and integration tests.
+
+The cluster lives in its own data directory, listens on TCP loopback only (no Unix
+socket, whose path length and directory would be one more thing to get wrong) and
+trusts loopback connections: fine for a developer machine and CI, never for a cluster.
+Started by root, it runs as the system user `weather-mesh` (postgres refuses root).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from devmesh.binaries import postgres_bin_dir
+from devmesh.ports import LOOPBACK
+from devmesh.privileges import (
+    SERVICE_USER,
+    PrivilegeError,
+    ServiceUser,
+    current_user_is_root,
+    ensure_reachable,
+    ensure_service_user,
+)
+from devmesh.process import ManagedProcess
+from devmesh.readiness import wait_until
+
+DEFAULT_DATABASE = "weather"
+DEFAULT_SUPERUSER = "weather"
+DATA_DIR_MODE = 0o700
+# Durability traded for speed; for throwaway test clusters only.
+UNSAFE_FAST_SETTINGS: Mapping[str, str] = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+}
+
+
+class PostgresError(RuntimeError):
+    """initdb failed, or the data directory is not one we can use."""
+
+
+class PostgresServer:
+    """initdb once, then `start()`/`stop()` as often as needed on the same data directory."""
+
+    def __init__(
+        self,
+        *,
+        port: int,
+        data_dir: Path,
+        database: str = DEFAULT_DATABASE,
+        superuser: str = DEFAULT_SUPERUSER,
+        settings: Mapping[str, str] | None = None,
+        log_path: Path | None = None,
+        bin_dir: Path | None = None,
+        service_user: str = SERVICE_USER,
+        host: str = LOOPBACK,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.data_dir = data_dir.absolute()
+        self.database = database
+        self.superuser = superuser
+        self.settings = dict(settings or {})
+        self.log_path = log_path
+        self.bin_dir = bin_dir
+        self.service_user_name = service_user
+        self._process: ManagedProcess | None = None
+
+    @property
+    def dsn(self) -> str:
+        return self.dsn_for(self.database)
+
+    def dsn_for(self, database: str) -> str:
+        return f"postgresql://{self.superuser}@{self.host}:{self.port}/{database}"
+
+    @property
+    def process(self) -> ManagedProcess:
+        if self._process is None:
+            raise RuntimeError("PostgreSQL has not been prepared yet; call prepare() or start()")
+        return self._process
+
+    def _run_as(self) -> ServiceUser | None:
+        return ensure_service_user(self.service_user_name) if current_user_is_root() else None
+
+    def prepare(self) -> None:
+        """initdb unless the data directory already holds a cluster; idempotent."""
+        bin_dir = self.bin_dir or postgres_bin_dir()
+        run_as = self._run_as()
+        if (self.data_dir / "PG_VERSION").is_file():
+            self._check_owner(run_as)
+        else:
+            self._create_data_dir(run_as)
+            self._initdb(bin_dir, run_as)
+        argv = [
+            str(bin_dir / "postgres"),
+            "-D",
+            str(self.data_dir),
+            "-p",
+            str(self.port),
+            "-c",
+            f"listen_addresses={self.host}",
+            "-c",
+            "unix_socket_directories=",
+        ]
+        for name, value in self.settings.items():
+            argv += ["-c", f"{name}={value}"]
+        # SIGINT is PostgreSQL's "fast" shutdown: roll back open transactions, exit at once.
+        self._process = ManagedProcess(
+            "postgres",
+            argv,
+            cwd=self.data_dir,
+            log_path=self.log_path,
+            run_as=run_as,
+            stop_signal=signal.SIGINT,
+        )
+
+    def _check_owner(self, run_as: ServiceUser | None) -> None:
+        if run_as is None:
+            return
+        ensure_reachable(self.data_dir, run_as)
+        if self.data_dir.stat().st_uid != run_as.uid:
+            raise PostgresError(
+                f"{self.data_dir} holds a cluster not owned by {run_as.name!r}, the user "
+                "PostgreSQL runs as under root: remove it, or start the mesh as its owner"
+            )
+
+    def _create_data_dir(self, run_as: ServiceUser | None) -> None:
+        if self.data_dir.exists() and any(self.data_dir.iterdir()):
+            raise PostgresError(
+                f"{self.data_dir} is neither empty nor a PostgreSQL data directory; "
+                "remove it or choose another one"
+            )
+        if run_as is None:
+            self.data_dir.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
+            return
+        ensure_reachable(self.data_dir, run_as)
+        if self.data_dir.exists():  # not ours to re-own: it must already be the user's
+            if self.data_dir.stat().st_uid != run_as.uid:
+                raise PostgresError(
+                    f"{self.data_dir} exists but is not owned by {run_as.name!r}, the user "
+                    "PostgreSQL runs as under root: remove it and let devmesh create it"
+                )
+        else:
+            self.data_dir.mkdir(mode=DATA_DIR_MODE, parents=True)
+            ensure_reachable(self.data_dir, run_as)  # parents we just created, under our umask
+            try:
+                os.chown(self.data_dir, run_as.uid, run_as.gid)
+            except OSError as error:
+                raise PrivilegeError(
+                    f"cannot hand {self.data_dir} to {run_as.name}: {error}"
+                ) from error
+
+    def _initdb(self, bin_dir: Path, run_as: ServiceUser | None) -> None:
+        result = subprocess.run(
+            [
+                str(bin_dir / "initdb"),
+                "--pgdata",
+                str(self.data_dir),
+                "--username",
+                self.superuser,
+                "--auth",
+                "trust",
+                "--encoding",
+                "UTF8",
+                "--no-locale",
+                "--no-instructions",
+            ],
+            cwd=self.data_dir,
+            user=run_as.uid if run_as else None,
+            group=run_as.gid if run_as else None,
+            extra_groups=[] if run_as else None,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise PostgresError(f"initdb failed:\n{result.stdout}{result.stderr}")
+
+    def spawn(self) -> None:
+        self.process.start()
+
+    def is_ready(self) -> bool:
+        try:
+            with psycopg.connect(self.dsn_for("postgres"), connect_timeout=2) as connection:
+                connection.execute("SELECT 1")
+        except psycopg.OperationalError:
+            return False
+        return True
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        wait_until(self.is_ready, self.process, timeout=timeout, what="accepting connections")
+
+    def create_database(self, name: str) -> str:
+        """Create database `name` unless it exists; return its DSN."""
+        with psycopg.connect(self.dsn_for("postgres"), autocommit=True) as connection:
+            exists = connection.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+            ).fetchone()
+            if exists is None:
+                connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return self.dsn_for(name)
+
+    def drop_database(self, name: str) -> None:
+        """Drop database `name` if it exists, disconnecting whoever still uses it."""
+        with psycopg.connect(self.dsn_for("postgres"), autocommit=True) as connection:
+            connection.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+    def start(self, timeout: float = 30.0) -> None:
+        """initdb if needed, start, wait until it accepts queries, create the database."""
+        self.prepare()
+        self.spawn()
+        self.wait_ready(timeout)
+        self.create_database(self.database)
+
+    def stop(self, grace: float = 30.0) -> int | None:
+        return self._process.stop(grace) if self._process else None

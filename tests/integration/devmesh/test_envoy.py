@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import http.client
+import struct
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+import pytest
+
+from devmesh.envoy import EnvoyProxy, GatewayConfig
+from devmesh.ports import free_port
+
+UI_ORIGIN = "http://localhost:8080"
+ECHO = "/weather.v1.DispatcherService/Echo"
+
+
+def _echo(request: bytes, context: grpc.ServicerContext) -> bytes:
+    return request
+
+
+@pytest.fixture
+def upstream() -> Iterator[int]:
+    """A real gRPC server standing in for the dispatcher: echoes any unary request."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    handler = grpc.method_handlers_generic_handler(
+        "weather.v1.DispatcherService", {"Echo": grpc.unary_unary_rpc_method_handler(_echo)}
+    )
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield port
+    server.stop(grace=None)
+
+
+def _gateway(tmp_path: Path, dispatcher_port: int) -> EnvoyProxy:
+    return EnvoyProxy(
+        GatewayConfig(
+            listener_port=free_port(),
+            admin_port=free_port(),
+            dispatcher_port=dispatcher_port,
+            reporting_port=free_port(),
+            allowed_origins=[UI_ORIGIN, "http://127.0.0.1:8080"],
+        ),
+        config_path=tmp_path / "envoy.yaml",
+        log_path=tmp_path / "envoy.log",
+    )
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, upstream: int) -> Iterator[EnvoyProxy]:
+    proxy = _gateway(tmp_path, upstream)
+    proxy.start()
+    yield proxy
+    proxy.stop()
+
+
+def _raw_call(channel: grpc.Channel, method: str, request: bytes) -> bytes:
+    """Call `method` with raw bytes: the gateway cares about paths, not message types."""
+    reply: bytes = channel.unary_unary(method, None, None)(request, timeout=20)
+    return reply
+
+
+def _request(
+    proxy: EnvoyProxy, method: str, path: str, headers: dict[str, str], body: bytes = b""
+) -> http.client.HTTPResponse:
+    connection = http.client.HTTPConnection("127.0.0.1", proxy.config.listener_port, timeout=10)
+    connection.request(method, path, body=body, headers=headers)
+    return connection.getresponse()
+
+
+def test_rendered_template_passes_envoy_validate(tmp_path: Path) -> None:
+    proxy = _gateway(tmp_path, free_port())
+    proxy.prepare()
+    proxy.validate()
+
+
+def test_grpc_over_h2c_reaches_the_http2_upstream(gateway: EnvoyProxy) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{gateway.config.listener_port}") as channel:
+        assert _raw_call(channel, ECHO, b"sunny") == b"sunny"
+
+
+def test_grpc_web_over_http1_reaches_the_upstream_with_cors(gateway: EnvoyProxy) -> None:
+    frame = b"\x00" + struct.pack(">I", 5) + b"rainy"
+    headers = {"content-type": "application/grpc-web+proto", "x-grpc-web": "1", "origin": UI_ORIGIN}
+    reply = _request(gateway, "POST", ECHO, headers, frame)
+    body = reply.read()
+    assert reply.status == 200
+    assert body.startswith(frame)
+    assert b"grpc-status:0" in body
+    assert reply.getheader("access-control-allow-origin") == UI_ORIGIN
+    assert "grpc-status" in (reply.getheader("access-control-expose-headers") or "")
+
+
+def test_cors_preflight_allows_the_ui_origin_only(gateway: EnvoyProxy) -> None:
+    preflight = {
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "content-type,x-grpc-web,x-user-agent,grpc-timeout",
+    }
+    allowed = _request(gateway, "OPTIONS", ECHO, {"origin": UI_ORIGIN, **preflight})
+    allowed.read()
+    foreign = _request(gateway, "OPTIONS", ECHO, {"origin": "https://evil.example", **preflight})
+    foreign.read()
+
+    assert allowed.getheader("access-control-allow-origin") == UI_ORIGIN
+    assert "x-grpc-web" in (allowed.getheader("access-control-allow-headers") or "")
+    assert foreign.getheader("access-control-allow-origin") is None
+
+
+def test_internal_classifier_is_not_routed(gateway: EnvoyProxy) -> None:
+    address = f"127.0.0.1:{gateway.config.listener_port}"
+    with grpc.insecure_channel(address) as channel, pytest.raises(grpc.RpcError) as caught:
+        _raw_call(channel, "/weather.v1.ClassifierService/Classify", b"")
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_upload_over_the_body_limit_is_refused_as_resource_exhausted(
+    gateway: EnvoyProxy,
+) -> None:
+    oversized = b"x" * (gateway.config.max_request_bytes + 1)
+    with (
+        grpc.insecure_channel(
+            f"127.0.0.1:{gateway.config.listener_port}",
+            options=[("grpc.max_send_message_length", 64 * 1024 * 1024)],
+        ) as channel,
+        pytest.raises(grpc.RpcError) as caught,
+    ):
+        _raw_call(channel, ECHO, oversized)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

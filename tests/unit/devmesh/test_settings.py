@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from devmesh.nats import render_nats_config
+from devmesh.runner import mesh_environment
+from devmesh.settings import MeshSettings
+
+
+def test_defaults_are_the_documented_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("NATS_PORT", "POSTGRES_PORT", "ENVOY_PORT", "UI_ORIGINS", "DEVMESH_SERVICES"):
+        monkeypatch.delenv(name, raising=False)
+    settings = MeshSettings()
+    assert (settings.nats_port, settings.postgres_port, settings.envoy_port) == (4222, 5433, 8080)
+    assert settings.ui_origins == ("http://127.0.0.1:8080", "http://localhost:8080")
+    assert [s.name for s in settings.services] == ["dispatcher", "classifier", "reporting"]
+
+
+def test_comma_lists_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UI_ORIGINS", "http://a:1, http://b:2")
+    monkeypatch.setenv("DEVMESH_SERVICES", "")
+    settings = MeshSettings()
+    assert settings.ui_origins == ("http://a:1", "http://b:2")
+    assert settings.services == []
+
+
+def test_an_unknown_service_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEVMESH_SERVICES", "dispatcher,frontend")
+    with pytest.raises(ValidationError, match="frontend"):
+        MeshSettings()
+
+
+def test_every_port_check_names_the_variable_that_moves_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DEVMESH_SERVICES", "reporting")
+    monkeypatch.setenv("NATS_PORT", "4333")
+    monkeypatch.setenv("REPORTING_METRICS_PORT", "9999")
+    ports = MeshSettings().ports()
+    assert (9999, "reporting metrics", "REPORTING_METRICS_PORT") in ports
+    assert (4333, "NATS", "NATS_PORT") in ports
+    assert not any(variable.startswith("DISPATCHER_") for *_, variable in ports)
+
+
+def test_services_get_nats_urls_database_and_their_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NATS_PORT", "4333")
+    monkeypatch.setenv("DEVMESH_SERVICES", "dispatcher,classifier,reporting")
+    environment = mesh_environment(MeshSettings(), "postgresql://weather@127.0.0.1:5433/weather")
+    for prefix in ("DISPATCHER", "CLASSIFIER", "REPORTING"):
+        assert environment[f"{prefix}_NATS_URL"] == "nats://127.0.0.1:4333"
+    assert environment["REPORTING_DATABASE_URL"] == "postgresql://weather@127.0.0.1:5433/weather"
+    assert environment["CLASSIFIER_GRPC_PORT"] == "50052"
+
+
+def test_nats_config_fsyncs_every_write_into_the_store_dir() -> None:
+    config = render_nats_config(
+        host="127.0.0.1",
+        port=4222,
+        monitor_port=8222,
+        store_dir=Path("/data/nats"),
+        server_name="x",
+    )
+    assert "sync_interval: always" in config
+    assert 'store_dir: "/data/nats"' in config
+    assert 'listen: "127.0.0.1:4222"' in config
