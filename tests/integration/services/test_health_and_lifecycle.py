@@ -142,7 +142,7 @@ def test_rpcs_not_built_yet_answer_unimplemented_with_a_message(
     service.wait_for_health(SERVING)
     called = buf_curl("-d", "{}", f"http://{service.address}/{method}")
     assert called.returncode != 0
-    error = json.loads(called.stdout)
+    error = json.loads(called.stdout or called.stderr)  # buf 1.75 prints errors on stderr
     assert error["code"] == "unimplemented"
     assert "not implemented" in error["message"]
 
