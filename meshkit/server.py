@@ -31,6 +31,7 @@ from meshkit.dependency import Dependency, Worker
 from meshkit.health import Readiness
 from meshkit.logging import configure_logging
 from meshkit.metrics import MetricsEndpoint, ServiceMetrics
+from meshkit.rpc_metrics import RpcMetricsInterceptor
 from meshkit.settings import ServiceSettings
 from meshkit.telemetry import setup_tracing
 
@@ -69,12 +70,13 @@ class _RunningService:
             self.health, spec.grpc_services, [dep.name for dep in spec.dependencies]
         )
         self.server = grpc.aio.server(
+            interceptors=[RpcMetricsInterceptor(spec.metrics.registry)],
             options=[
                 # Without this, a second server on a taken port binds silently and
                 # steals half the traffic instead of failing.
                 ("grpc.so_reuseport", 0),
                 ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
-            ]
+            ],
         )
         self.metrics_endpoint = MetricsEndpoint(
             spec.metrics.registry, settings.metrics_host, settings.metrics_port

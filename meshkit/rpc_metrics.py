@@ -1,0 +1,100 @@
+"""RPC latency by method and status code, for every service, from one server interceptor.
+
+Handlers stay free of metrics code; the interceptor sees every unary and server-streaming
+call (a stream is timed until its last message), including the ones that end in an abort.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeAlias
+
+import grpc
+from prometheus_client import CollectorRegistry, Histogram
+
+CANCELLED_ERRORS = (asyncio.CancelledError, GeneratorExit)
+RPC_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+Continuation: TypeAlias = "Callable[[grpc.HandlerCallDetails], Awaitable[Handler]]"
+
+
+def _code_name(context: grpc.aio.ServicerContext[Any, Any], default: str) -> str:
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code.name
+    return default
+
+
+class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.latency = Histogram(
+            "weather_rpc_duration_seconds",
+            "Server-side RPC latency (streams: until the last message), by method and code.",
+            ["method", "code"],
+            buckets=RPC_LATENCY_BUCKETS,
+            registry=registry,
+        )
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> Handler:
+        handler: Handler | None = await continuation(handler_call_details)
+        if handler is None:  # unknown method: grpc answers UNIMPLEMENTED itself
+            return handler  # type: ignore[return-value]
+        method = handler_call_details.method
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._timed_unary(method, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._timed_stream(method, handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+    def _timed_unary(self, method: str, behaviour: Any) -> Any:
+        async def timed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            started = time.perf_counter()
+            outcome = "UNKNOWN"
+            try:
+                response = await behaviour(request, context)
+                outcome = _code_name(context, "OK")
+                return response
+            except grpc.aio.AbortError:
+                outcome = _code_name(context, "UNKNOWN")
+                raise
+            except BaseException as error:
+                outcome = "CANCELLED" if isinstance(error, CANCELLED_ERRORS) else "UNKNOWN"
+                raise
+            finally:
+                self.latency.labels(method, outcome).observe(time.perf_counter() - started)
+
+        return timed
+
+    def _timed_stream(self, method: str, behaviour: Any) -> Any:
+        async def timed(
+            request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            started = time.perf_counter()
+            outcome = "UNKNOWN"
+            try:
+                async for response in behaviour(request, context):
+                    yield response
+                outcome = _code_name(context, "OK")
+            except grpc.aio.AbortError:
+                outcome = _code_name(context, "UNKNOWN")
+                raise
+            except BaseException as error:
+                outcome = "CANCELLED" if isinstance(error, CANCELLED_ERRORS) else "UNKNOWN"
+                raise
+            finally:
+                self.latency.labels(method, outcome).observe(time.perf_counter() - started)
+
+        return timed
