@@ -1,0 +1,34 @@
+"""Fixtures for the classifier unit tests: the shared weather dataset beside the repository."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+WEATHER_DATASET = Path(__file__).resolve().parents[3] / ".." / "shared" / "datasets" / "weather"
+
+
+@pytest.fixture(scope="session")
+def weather_dataset() -> Path:
+    if not (WEATHER_DATASET / "MANIFEST.csv").is_file():
+        pytest.fail(
+            f"weather dataset not found at {WEATHER_DATASET.resolve()}: the classifier tests read "
+            "the shared dataset beside the clone (../shared/datasets/weather)"
+        )
+    return WEATHER_DATASET
+
+
+@pytest.fixture(scope="session")
+def odd_photos(weather_dataset: Path) -> list[Path]:
+    """Every file of the dataset that is not a plain RGB JPEG named .jpg, plus the largest one."""
+    with (weather_dataset / "MANIFEST.csv").open(newline="") as manifest:
+        rows = list(csv.DictReader(manifest))
+    odd = [
+        row
+        for row in rows
+        if row["format"] != "JPEG" or row["mode"] != "RGB" or not row["path"].endswith(".jpg")
+    ]
+    largest = max(rows, key=lambda row: int(row["width"]) * int(row["height"]))
+    return [weather_dataset / row["path"] for row in [*odd, largest]]
