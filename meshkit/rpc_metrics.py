@@ -7,8 +7,10 @@ call (a stream is timed until its last message), including the ones that end in 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeAlias
 
 import grpc
@@ -61,40 +63,38 @@ class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-ar
 
     def _timed_unary(self, method: str, behaviour: Any) -> Any:
         async def timed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            started = time.perf_counter()
-            outcome = "UNKNOWN"
-            try:
-                response = await behaviour(request, context)
-                outcome = _code_name(context, "OK")
-                return response
-            except grpc.aio.AbortError:
-                outcome = _code_name(context, "UNKNOWN")
-                raise
-            except BaseException as error:
-                outcome = "CANCELLED" if isinstance(error, CANCELLED_ERRORS) else "UNKNOWN"
-                raise
-            finally:
-                self.latency.labels(method, outcome).observe(time.perf_counter() - started)
+            with self._timing(method, context):
+                return await behaviour(request, context)
 
         return timed
 
     def _timed_stream(self, method: str, behaviour: Any) -> Any:
+        """Streams come in two shapes: async generators, and coroutines that send with
+        `context.write` (the health servicer's Watch); each is timed in its own shape."""
+        if not inspect.isasyncgenfunction(behaviour):
+            return self._timed_unary(method, behaviour)
+
         async def timed(
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
-            started = time.perf_counter()
-            outcome = "UNKNOWN"
-            try:
+            with self._timing(method, context):
                 async for response in behaviour(request, context):
                     yield response
-                outcome = _code_name(context, "OK")
-            except grpc.aio.AbortError:
-                outcome = _code_name(context, "UNKNOWN")
-                raise
-            except BaseException as error:
-                outcome = "CANCELLED" if isinstance(error, CANCELLED_ERRORS) else "UNKNOWN"
-                raise
-            finally:
-                self.latency.labels(method, outcome).observe(time.perf_counter() - started)
 
         return timed
+
+    @contextlib.contextmanager
+    def _timing(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> Iterator[None]:
+        started = time.perf_counter()
+        outcome = "UNKNOWN"
+        try:
+            yield
+            outcome = _code_name(context, "OK")
+        except grpc.aio.AbortError:
+            outcome = _code_name(context, "UNKNOWN")
+            raise
+        except BaseException as error:
+            outcome = "CANCELLED" if isinstance(error, CANCELLED_ERRORS) else "UNKNOWN"
+            raise
+        finally:
+            self.latency.labels(method, outcome).observe(time.perf_counter() - started)
