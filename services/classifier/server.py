@@ -1,11 +1,22 @@
-"""Wiring of the classifier: its servicer, its NATS dependency, the shared bootstrap."""
+"""Wiring of the classifier: model, batcher, queue consumer, servicer, shared bootstrap.
+
+One model instance and one batcher serve both the queue and the Classify RPC. Health is
+SERVING once NATS is connected (streams and consumers declared) and the model is loaded.
+Workers stop in order: the consumer first (its jobs in hand still need the batcher),
+then the batcher.
+"""
 
 from __future__ import annotations
 
 import grpc
+from prometheus_client import Counter, Histogram
 
+from meshkit.metrics import ServiceMetrics
 from meshkit.nats import NatsConnection
 from meshkit.server import ServiceSpec, run
+from services.classifier.batcher import Batcher
+from services.classifier.consumer import JobConsumer, QueueSetup
+from services.classifier.model_loader import ModelLoader
 from services.classifier.service import ClassifierService
 from services.classifier.settings import ClassifierSettings
 from weather.v1 import classifier_pb2, classifier_pb2_grpc
@@ -14,8 +25,51 @@ SERVICE_NAME = classifier_pb2.DESCRIPTOR.services_by_name["ClassifierService"].f
 
 
 def build(settings: ClassifierSettings) -> ServiceSpec:
-    nats_connection = NatsConnection(settings, client_name="classifier")
-    servicer = ClassifierService()
+    metrics = ServiceMetrics()
+    batch_size = Histogram(
+        "weather_classifier_batch_size",
+        "Images per forward pass.",
+        buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+        registry=metrics.registry,
+    )
+    model_seconds = Histogram(
+        "weather_classifier_model_seconds",
+        "Duration of one forward pass.",
+        registry=metrics.registry,
+    )
+    jobs = Counter(
+        "weather_classifier_jobs",
+        "Queued jobs handled, by outcome (succeeded, failed, retried, exhausted, "
+        "redelivered-finished).",
+        ["outcome"],
+        registry=metrics.registry,
+    )
+
+    def observe_batch(size: int, seconds: float) -> None:
+        batch_size.observe(size)
+        model_seconds.observe(seconds)
+
+    model = ModelLoader(settings.model_path, settings.max_image_pixels)
+    queue_setup = QueueSetup(settings)
+    nats_connection = NatsConnection(settings, client_name="classifier", setup=queue_setup)
+    batcher = Batcher(
+        model=lambda: model.model,
+        max_batch=settings.max_batch,
+        max_queue_delay_seconds=settings.max_queue_delay_seconds,
+        preprocess_threads=settings.preprocess_threads,
+        max_image_pixels=settings.max_image_pixels,
+        on_batch=observe_batch,
+    )
+    consumer = JobConsumer(
+        queue_setup,
+        model.loaded,
+        batcher,
+        settings,
+        max_payload=lambda: nats_connection.client.max_payload,
+        model_version=lambda: model.model.version,
+        on_outcome=lambda outcome: jobs.labels(outcome).inc(),
+    )
+    servicer = ClassifierService(batcher)
 
     def register(server: grpc.aio.Server) -> None:
         classifier_pb2_grpc.add_ClassifierServiceServicer_to_server(servicer, server)
@@ -24,7 +78,9 @@ def build(settings: ClassifierSettings) -> ServiceSpec:
         name="classifier",
         grpc_services=[SERVICE_NAME],
         register=register,
-        dependencies=[nats_connection],
+        dependencies=[nats_connection, model],
+        workers=[consumer, batcher],
+        metrics=metrics,
     )
 
 

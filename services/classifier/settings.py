@@ -2,16 +2,84 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from meshkit.broker import BrokerSettings
 from meshkit.settings import NatsSettings, Port, ServiceSettings
 
 
-class ClassifierSettings(ServiceSettings, NatsSettings):
+class ClassifierSettings(ServiceSettings, NatsSettings, BrokerSettings):
     model_config = SettingsConfigDict(env_prefix="CLASSIFIER_", frozen=True, extra="ignore")
 
     grpc_port: Port = Field(default=50052, ge=1, le=65535, description="gRPC listen port.")
     metrics_port: Port = Field(
         default=9102, ge=0, le=65535, description="Prometheus `/metrics` port; 0 turns it off."
     )
+    model_path: Path | None = Field(
+        default=None,
+        description="The `.keras` model file; empty: the one shipped in the package.",
+    )
+    max_batch: int = Field(
+        default=32, ge=1, le=1024, description="Most images one forward pass classifies."
+    )
+    max_queue_delay_seconds: float = Field(
+        default=0.005,
+        ge=0,
+        le=1,
+        description=(
+            "Longest an image waits for others to join its batch once the model is free "
+            "(latency traded for throughput)."
+        ),
+    )
+    preprocess_threads: int = Field(
+        default=2, ge=1, le=64, description="Threads decoding and resizing photos."
+    )
+    max_image_pixels: int = Field(
+        default=40_000_000,
+        ge=1,
+        description="Images with more pixels (read from the header) are refused undecoded.",
+    )
+    ack_wait_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "How long a fetched job may stay unacknowledged before JetStream redelivers it "
+            "(e.g. after a crash); must cover a full queue of max_ack_pending jobs."
+        ),
+    )
+    max_deliver: int = Field(
+        default=5,
+        ge=1,
+        description="Deliveries of one job before it ends FAILED (deliveries exhausted).",
+    )
+    max_ack_pending: int = Field(
+        default=128,
+        ge=1,
+        description=(
+            "Jobs this classifier holds unacknowledged at once (in flight); at least max_batch, "
+            "a few batches keep the model busy while results are published."
+        ),
+    )
+    nak_delay_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="Delay before a job that hit a transient error is delivered again.",
+    )
+    fetch_timeout_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=30,
+        description="Longest one pull request waits for a job (bounds how fast a stop is seen).",
+    )
+
+    @model_validator(mode="after")
+    def _in_flight_fills_a_batch(self) -> ClassifierSettings:
+        if self.max_ack_pending < self.max_batch:
+            raise ValueError(
+                f"max_ack_pending ({self.max_ack_pending}) must be at least max_batch "
+                f"({self.max_batch}), or no batch could ever fill from the queue"
+            )
+        return self

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import grpc
 
+from meshkit.broker import declare_broker
 from meshkit.nats import NatsConnection
 from meshkit.server import ServiceSpec, run
+from services.dispatcher.jobs import JobBook, UploadLimits
 from services.dispatcher.service import DispatcherService
 from services.dispatcher.settings import DispatcherSettings
 from weather.v1 import dispatcher_pb2, dispatcher_pb2_grpc
@@ -14,8 +18,17 @@ SERVICE_NAME = dispatcher_pb2.DESCRIPTOR.services_by_name["DispatcherService"].f
 
 
 def build(settings: DispatcherSettings) -> ServiceSpec:
-    nats_connection = NatsConnection(settings, client_name="dispatcher")
-    servicer = DispatcherService()
+    nats_connection = NatsConnection(
+        settings, client_name="dispatcher", setup=partial(declare_broker, settings=settings)
+    )
+    jobs = JobBook(
+        jetstream=lambda: nats_connection.jetstream,
+        max_payload=lambda: nats_connection.client.max_payload,
+        limits=UploadLimits(settings.max_upload_bytes, settings.max_image_pixels),
+        images_ttl_seconds=settings.images_ttl_seconds,
+        timeout_seconds=settings.broker_timeout_seconds,
+    )
+    servicer = DispatcherService(jobs)
 
     def register(server: grpc.aio.Server) -> None:
         dispatcher_pb2_grpc.add_DispatcherServiceServicer_to_server(servicer, server)

@@ -1,22 +1,105 @@
-"""The ReportingService RPC handlers."""
+"""The ReportingService RPC handlers: validate, query the store, shape the answer.
+
+Domain errors become gRPC status codes here, once: a client's mistake is
+INVALID_ARGUMENT, a database that cannot be reached is UNAVAILABLE (worth a retry).
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import grpc
 
-from meshkit.errors import not_built_yet
-from weather.v1 import reporting_pb2, reporting_pb2_grpc
+from services.reporting.query import (
+    STATES_BY_NAME,
+    Cursor,
+    InvalidRequestError,
+    encode_page_token,
+    jobs_page,
+    stats_window,
+)
+from services.reporting.store import JobRow, JobStore, StoreUnavailableError
+from weather.v1 import job_pb2, reporting_pb2, reporting_pb2_grpc
 
 Context = grpc.aio.ServicerContext[object, object]
 
 
+@asynccontextmanager
+async def _status_for_domain_errors(context: Context) -> AsyncIterator[None]:
+    try:
+        yield
+    except InvalidRequestError as error:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+    except StoreUnavailableError:
+        await context.abort(
+            grpc.StatusCode.UNAVAILABLE, "the reporting database is unavailable; retry later"
+        )
+
+
 class ReportingService(reporting_pb2_grpc.ReportingServiceServicer):
+    def __init__(self, store: JobStore) -> None:
+        self._store = store
+
     async def GetStats(
         self, request: reporting_pb2.GetStatsRequest, context: Context
     ) -> reporting_pb2.GetStatsResponse:
-        await not_built_yet(context, "ReportingService.GetStats")
+        async with _status_for_domain_errors(context):
+            stats = await self._store.stats(stats_window(request))
+        response = reporting_pb2.GetStatsResponse(total_jobs=stats.total_jobs)
+        response.label_counts.extend(
+            reporting_pb2.LabelCount(label=label, count=count)
+            for label, count in stats.by_label.items()
+        )
+        response.state_counts.extend(
+            reporting_pb2.StateCount(state=STATES_BY_NAME[state], count=count)
+            for state, count in stats.by_state.items()
+        )
+        response.model_version_counts.extend(
+            reporting_pb2.ModelVersionCount(model_version=version, count=count)
+            for version, count in stats.by_model_version.items()
+        )
+        if stats.latency_ms is not None:
+            p50, p95, p99 = stats.latency_ms
+            response.latency.CopyFrom(
+                reporting_pb2.LatencyPercentiles(p50_ms=p50, p95_ms=p95, p99_ms=p99)
+            )
+        return response
 
     async def ListJobs(
         self, request: reporting_pb2.ListJobsRequest, context: Context
     ) -> reporting_pb2.ListJobsResponse:
-        await not_built_yet(context, "ReportingService.ListJobs")
+        async with _status_for_domain_errors(context):
+            page = jobs_page(request)
+            rows = await self._store.list_jobs(page)
+        response = reporting_pb2.ListJobsResponse(jobs=[job_of(row) for row in rows[: page.size]])
+        if len(rows) > page.size:
+            last = rows[page.size - 1]
+            response.next_page_token = encode_page_token(
+                Cursor(last.submitted_at, last.id), page.filter
+            )
+        return response
+
+
+def job_of(row: JobRow) -> job_pb2.Job:
+    job = job_pb2.Job(
+        id=row.id,
+        state=STATES_BY_NAME[row.state],
+        image_sha256=row.image_sha256,
+        filename=row.filename,
+        error_message=row.error_message or "",
+    )
+    job.submitted_at.FromDatetime(row.submitted_at)
+    if row.finished_at is not None:
+        job.finished_at.FromDatetime(row.finished_at)
+    if row.label is not None:
+        scores = sorted((row.scores or {}).items(), key=lambda item: item[1], reverse=True)
+        job.classification.CopyFrom(
+            job_pb2.Classification(
+                label=row.label,
+                confidence=row.confidence or 0.0,
+                scores=[job_pb2.LabelScore(label=label, score=score) for label, score in scores],
+                model_version=row.model_version or "",
+            )
+        )
+    return job

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from meshkit.broker import BrokerSettings
 from meshkit.settings import NatsSettings, Port, ServiceSettings
 
 
-class ReportingSettings(ServiceSettings, NatsSettings):
+class ReportingSettings(ServiceSettings, NatsSettings, BrokerSettings):
+    """Reporting declares the broker too (it may be the first service up on an empty
+    server), so it carries the broker's limits; give it the same values as the others."""
+
     model_config = SettingsConfigDict(env_prefix="REPORTING_", frozen=True, extra="ignore")
 
     grpc_port: Port = Field(default=50053, ge=1, le=65535, description="gRPC listen port.")
@@ -30,3 +34,52 @@ class ReportingSettings(ServiceSettings, NatsSettings):
         gt=0,
         description="How often the database is probed; health follows the probe.",
     )
+    database_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description=(
+            "How long a query or an event write waits for a pooled connection before it "
+            "fails (RPCs then answer UNAVAILABLE; events are redelivered)."
+        ),
+    )
+    consumer_name: str = Field(
+        default="reporting",
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description=(
+            "Durable JetStream consumer name on `weather.job.>`; replicas sharing it share "
+            "the work, another name gets its own copy of every event."
+        ),
+    )
+    consumer_ack_wait_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long an event may stay unacknowledged before JetStream redelivers it.",
+    )
+    consumer_max_ack_pending: int = Field(
+        default=1000,
+        ge=1,
+        description="Most events handed out and not yet acknowledged, across replicas.",
+    )
+    consumer_batch_size: int = Field(
+        default=100,
+        ge=1,
+        le=1000,
+        description="Most events fetched at once and written in one transaction.",
+    )
+    consumer_fetch_timeout_seconds: float = Field(
+        default=2.0, gt=0, description="How long one fetch waits for events to arrive."
+    )
+    consumer_retry_delay_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description=(
+            "While PostgreSQL is unavailable: delay before unacknowledged events are "
+            "redelivered, and the pause between write attempts."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _batch_fits_ack_pending(self) -> ReportingSettings:
+        if self.consumer_batch_size > self.consumer_max_ack_pending:
+            raise ValueError("consumer_batch_size must not exceed consumer_max_ack_pending")
+        return self

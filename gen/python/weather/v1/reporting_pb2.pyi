@@ -254,3 +254,39 @@ class ListJobsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListJobsResponse: _TypeAlias = ListJobsResponse  # noqa: Y015
+
+@_typing.final
+class ListJobsPageToken(_message.Message):
+    """What a ListJobs `page_token` holds: where the previous page ended, in the listing's order
+    (submitted_at DESC, id DESC), and a digest of the filters it was made for. Clients treat
+    the token as opaque (it travels as unpadded base64url of this message); the server
+    refuses a token whose filters differ from the request's.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LAST_SUBMITTED_AT_MICROS_FIELD_NUMBER: _builtins.int
+    LAST_JOB_ID_FIELD_NUMBER: _builtins.int
+    FILTER_DIGEST_FIELD_NUMBER: _builtins.int
+    last_submitted_at_micros: _builtins.int
+    """submitted_at of the last job on the previous page, in microseconds since the epoch
+    (PostgreSQL's precision, so the comparison is exact).
+    """
+    last_job_id: _builtins.str
+    """id of the last job on the previous page (the tie-breaker)."""
+    filter_digest: _builtins.bytes
+    """Digest of the request's filters (label, state, window)."""
+    def __init__(
+        self,
+        *,
+        last_submitted_at_micros: _builtins.int = ...,
+        last_job_id: _builtins.str = ...,
+        filter_digest: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter_digest", b"filter_digest", "last_job_id", b"last_job_id", "last_submitted_at_micros", b"last_submitted_at_micros"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListJobsPageToken: _TypeAlias = ListJobsPageToken  # noqa: Y015

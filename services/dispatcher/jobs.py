@@ -1,0 +1,312 @@
+"""Jobs as the broker records them: submitting one, reading its state, following it.
+
+Nothing here is kept in memory between calls. A job's state is the last event on its
+subjects, so every dispatcher replica reads the same answer; idempotency keys and the
+result cache live in JetStream KV buckets for the same reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from meshkit.broker import (
+    CURRENT_MODEL_KEY,
+    IDEMPOTENCY_BUCKET,
+    JOBS_STREAM,
+    MODELS_BUCKET,
+    RESULTS_BUCKET,
+    TERMINAL_KINDS,
+    ImageStore,
+    JobAlreadyStartedError,
+    MalformedEventError,
+    decode_event,
+    event_kind,
+    idempotency_kv_key,
+    is_job_id,
+    job_subjects,
+    last_job_event,
+    publish_event,
+    result_key,
+    terminal_event_id,
+)
+from meshkit.nats import NatsNotConnectedError
+from services.dispatcher.uploads import check_upload
+from weather.v1 import events_pb2, job_pb2
+
+logger = logging.getLogger(__name__)
+
+MAX_FILENAME_CHARS = 255
+
+
+class JobNotFoundError(LookupError):
+    """No job with this id is on the broker (never submitted, or expired)."""
+
+
+class IdempotencyConflictError(ValueError):
+    """The idempotency key was already used for a different image."""
+
+
+class BrokerUnavailableError(RuntimeError):
+    """JetStream could not be reached or did not answer in time; the client may retry."""
+
+
+@contextmanager
+def broker_errors(action: str) -> Iterator[None]:
+    """Turn the NATS client's many failure types into one domain error."""
+    try:
+        yield
+    except (nats.errors.Error, NatsNotConnectedError, TimeoutError) as error:
+        raise BrokerUnavailableError(
+            f"the job broker is unavailable ({action}: {type(error).__name__}); retry shortly"
+        ) from error
+
+
+def job_from_event(event: events_pb2.JobEvent) -> job_pb2.Job:
+    """The job as one event describes it: every event carries the job's identity."""
+    job = job_pb2.Job(
+        id=event.job_id,
+        image_sha256=event.image_sha256,
+        submitted_at=event.submitted_at,
+        filename=event.filename or event.queued.filename,
+    )
+    kind = event_kind(event)
+    if kind == "queued":
+        job.state = job_pb2.JOB_STATE_QUEUED
+    elif kind == "succeeded":
+        job.state = job_pb2.JOB_STATE_SUCCEEDED
+        job.classification.CopyFrom(event.succeeded.classification)
+        job.finished_at.CopyFrom(event.occurred_at)
+    else:
+        job.state = job_pb2.JOB_STATE_FAILED
+        job.error_message = event.failed.reason
+        job.finished_at.CopyFrom(event.occurred_at)
+    return job
+
+
+def is_terminal(job: job_pb2.Job) -> bool:
+    return job.state in (job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED)
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """What an idempotency key points at: enough to finish a half-done first attempt."""
+
+    job_id: str
+    image_sha256: str
+    submitted_at: datetime
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {
+                "job_id": self.job_id,
+                "image_sha256": self.image_sha256,
+                "submitted_at": self.submitted_at.isoformat(),
+            }
+        ).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> IdempotencyRecord:
+        fields = json.loads(data)
+        return cls(
+            job_id=str(fields["job_id"]),
+            image_sha256=str(fields["image_sha256"]),
+            submitted_at=datetime.fromisoformat(str(fields["submitted_at"])),
+        )
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    max_upload_bytes: int
+    max_image_pixels: int
+
+
+class JobBook:
+    """Submit, get and watch jobs on JetStream (`jetstream` is looked up per call, so a
+    broker that is down surfaces as BrokerUnavailableError, not a crash)."""
+
+    def __init__(
+        self,
+        jetstream: Callable[[], JetStreamContext],
+        max_payload: Callable[[], int],
+        limits: UploadLimits,
+        images_ttl_seconds: float,
+        timeout_seconds: float,
+        new_job_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+    ) -> None:
+        self._jetstream = jetstream
+        self._max_payload = max_payload
+        self._limits = limits
+        self._images_ttl_seconds = images_ttl_seconds
+        self._timeout = timeout_seconds
+        self._new_job_id = new_job_id
+        self._buckets: dict[str, KeyValue] = {}
+
+    async def _bucket(self, js: JetStreamContext, name: str) -> KeyValue:
+        """KV handles are looked up once (each lookup is a JetStream API round trip)."""
+        bucket = self._buckets.get(name)
+        if bucket is None:
+            bucket = self._buckets[name] = await js.key_value(name)
+        return bucket
+
+    async def submit(self, image: bytes, filename: str, idempotency_key: str) -> job_pb2.Job:
+        """Validate, store once, and queue the photo (or answer from the result cache)."""
+        image_sha256 = await asyncio.to_thread(
+            check_upload, image, self._limits.max_upload_bytes, self._limits.max_image_pixels
+        )
+        job_id, submitted_at = self._new_job_id(), datetime.now(UTC)
+        filename = filename[:MAX_FILENAME_CHARS]  # display only; it rides on every event
+        with broker_errors("submit"):
+            js = self._jetstream()
+            if idempotency_key:
+                record = IdempotencyRecord(job_id, image_sha256, submitted_at)
+                claimed = await self._claim(js, idempotency_key, record)
+                if claimed.image_sha256 != image_sha256:
+                    raise IdempotencyConflictError(
+                        f"idempotency key {idempotency_key!r} was already used for a different "
+                        f"image (job {claimed.job_id}); use a new key for a new photo"
+                    )
+                existing = await last_job_event(js, claimed.job_id)
+                if existing is not None:
+                    return job_from_event(existing.event)
+                # The first attempt stopped before publishing: finish it under its job id.
+                job_id, submitted_at = claimed.job_id, claimed.submitted_at
+            event = events_pb2.JobEvent(job_id=job_id, image_sha256=image_sha256, filename=filename)
+            event.submitted_at.FromDatetime(submitted_at)
+            cached = await self._cached_classification(js, image_sha256)
+            if cached is not None:
+                event.event_id = terminal_event_id(job_id)
+                event.succeeded.classification.CopyFrom(cached)
+                event.succeeded.from_cache = True
+            else:
+                images = ImageStore(js, self._max_payload(), self._images_ttl_seconds)
+                image_ref = await images.put_once(image, image_sha256)
+                event.event_id = job_id
+                event.queued.image.CopyFrom(image_ref)
+                event.queued.filename = filename
+            event.occurred_at.FromDatetime(datetime.now(UTC))
+            try:
+                await publish_event(js, event, ack_timeout_seconds=self._timeout, first_of_job=True)
+            except JobAlreadyStartedError:
+                # A concurrent retry of the same idempotency key got there first.
+                existing = await last_job_event(js, job_id)
+                if existing is not None:
+                    return job_from_event(existing.event)
+                raise
+        return job_from_event(event)
+
+    async def _claim(
+        self, js: JetStreamContext, idempotency_key: str, record: IdempotencyRecord
+    ) -> IdempotencyRecord:
+        """Atomically bind the key to `record`, or return what it is already bound to."""
+        bucket = await self._bucket(js, IDEMPOTENCY_BUCKET)
+        key = idempotency_kv_key(idempotency_key)
+        try:
+            await bucket.create(key, record.encode())
+        except KeyWrongLastSequenceError:
+            entry = await bucket.get(key)
+            return IdempotencyRecord.decode(entry.value or b"{}")
+        return record
+
+    async def _cached_classification(
+        self, js: JetStreamContext, image_sha256: str
+    ) -> job_pb2.Classification | None:
+        """The answer the current model gave this exact photo before, if any."""
+        try:
+            models = await self._bucket(js, MODELS_BUCKET)
+            model_version = (await models.get(CURRENT_MODEL_KEY)).value
+            if not model_version:
+                return None
+            results = await self._bucket(js, RESULTS_BUCKET)
+            entry = await results.get(result_key(model_version.decode(), image_sha256))
+        except KeyNotFoundError:
+            return None
+        classification = job_pb2.Classification()
+        classification.ParseFromString(entry.value or b"")
+        return classification
+
+    async def get(self, job_id: str) -> job_pb2.Job:
+        _check_job_id(job_id)
+        with broker_errors("get job"):
+            stored = await last_job_event(self._jetstream(), job_id)
+        if stored is None:
+            raise JobNotFoundError(f"no job with id {job_id!r}")
+        return job_from_event(stored.event)
+
+    async def watch(self, job_id: str) -> AsyncIterator[job_pb2.Job]:
+        """The current state, then every change, ending at a terminal state."""
+        _check_job_id(job_id)
+        with broker_errors("watch job"):
+            js = self._jetstream()
+            stored = await last_job_event(js, job_id)
+        if stored is None:
+            raise JobNotFoundError(f"no job with id {job_id!r}")
+        job = job_from_event(stored.event)
+        yield job
+        if is_terminal(job):
+            return
+        async for event in _events_after(js, job_id, stored.sequence):
+            job = job_from_event(event)
+            yield job
+            if is_terminal(job):
+                return
+
+
+async def _events_after(
+    js: JetStreamContext, job_id: str, sequence: int
+) -> AsyncIterator[events_pb2.JobEvent]:
+    """Every later event of one job, through an ordered consumer (gap-free, no acks)."""
+    with broker_errors("watch job"):
+        subscription = await js.subscribe(
+            job_subjects(job_id),
+            stream=JOBS_STREAM,
+            ordered_consumer=True,
+            config=api.ConsumerConfig(
+                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=sequence + 1,
+                inactive_threshold=60.0,
+            ),
+        )
+    try:
+        while True:
+            with broker_errors("watch job"):
+                message = await _next_message(subscription.next_msg)
+            try:
+                event = decode_event(message.data)
+            except MalformedEventError as error:
+                logger.warning("skipping a malformed event of job %s: %s", job_id, error)
+                continue
+            yield event
+            if event_kind(event) in TERMINAL_KINDS:
+                return
+    finally:
+        with broker_errors("watch job"):
+            await subscription.unsubscribe()
+
+
+async def _next_message(next_msg: Callable[..., Awaitable[Msg]]) -> Msg:
+    """Wait as long as it takes: a job may stay queued for a while."""
+    while True:
+        try:
+            return await next_msg(timeout=30.0)
+        except nats.errors.TimeoutError:
+            continue
+
+
+def _check_job_id(job_id: str) -> None:
+    if not is_job_id(job_id):
+        raise JobNotFoundError(
+            f"no job with id {job_id!r} (job ids are 32 lowercase hexadecimal digits)"
+        )

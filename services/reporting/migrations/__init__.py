@@ -1,0 +1,5 @@
+"""Versioned SQL migrations, applied in order by `services.reporting.migrator`.
+
+A file is `<version>_<name>.sql` (`0001_jobs_and_events.sql`); it runs once, inside one
+transaction, and must never change after it shipped: add a new file instead.
+"""

@@ -1,0 +1,197 @@
+"""The store against a real PostgreSQL: idempotent, order-independent ingest; safe, indexed
+queries."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from services.reporting.query import Cursor, JobFilter, JobsPage, Window
+from services.reporting.store import JobStore, StoreRejectedError, event_record
+
+JobEvents = Any  # the `job_events` fixture's builder class (see conftest.py)
+BASE = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+async def _rows(pool: AsyncConnectionPool, table: str) -> list[tuple[Any, ...]]:
+    queries = {
+        "jobs": "SELECT id, image_sha256, filename, state, label, confidence, scores, "
+        "model_version, from_cache, submitted_at, finished_at, latency_ms, error_message, "
+        "failure_kind FROM jobs ORDER BY id",
+        "events": "SELECT event_id, job_id, kind, occurred_at, payload FROM events ORDER BY 1",
+    }
+    async with pool.connection() as connection:
+        cursor = await connection.execute(queries[table])
+        return list(await cursor.fetchall())
+
+
+async def test_duplicated_and_redelivered_events_leave_one_row_each(
+    store: JobStore, pool: AsyncConnectionPool, job_events: JobEvents
+) -> None:
+    job = job_events()
+    queued, succeeded = event_record(job.queued()), event_record(job.succeeded())
+    assert await store.record([queued, queued, succeeded]) == 2
+    assert await store.record([succeeded, queued]) == 0
+    jobs = await _rows(pool, "jobs")
+    assert len(jobs) == 1
+    assert jobs[0][3] == "succeeded"
+    assert len(await _rows(pool, "events")) == 2
+
+
+@pytest.mark.parametrize("terminal", ["succeeded", "failed"])
+async def test_every_delivery_order_converges_to_the_same_row(
+    store: JobStore, pool: AsyncConnectionPool, job_events: JobEvents, terminal: str
+) -> None:
+    """A `succeeded` before its `queued`, in separate batches or one: the same final row."""
+    jobs = [job_events(submitted_at=BASE + timedelta(seconds=i)) for i in range(3)]
+    in_order = [(job.queued(), getattr(job, terminal)()) for job in jobs]
+    await store.record([event_record(e) for pair in in_order for e in pair])
+    expected_jobs, expected_events = await _rows(pool, "jobs"), await _rows(pool, "events")
+    async with pool.connection() as connection:
+        await connection.execute("TRUNCATE events, jobs")
+    await store.record([event_record(terminal_event) for _queued, terminal_event in in_order])
+    await store.record([event_record(queued) for queued, _terminal in in_order][::-1])
+    assert await _rows(pool, "jobs") == expected_jobs
+    assert await _rows(pool, "events") == expected_events
+    assert {row[3] for row in expected_jobs} == {terminal}
+
+
+async def test_terminal_state_never_regresses_to_queued(
+    store: JobStore, pool: AsyncConnectionPool, job_events: JobEvents
+) -> None:
+    job = job_events()
+    await store.record([event_record(job.succeeded(label="shine"))])
+    late_queued = job.queued()
+    late_queued.event_id = "another-queued-event"  # even a distinct event cannot move it back
+    await store.record([event_record(late_queued)])
+    other_terminal = job.failed()
+    other_terminal.event_id = "another-terminal-event"
+    await store.record([event_record(other_terminal)])
+    (row,) = await _rows(pool, "jobs")
+    assert row[3] == "succeeded"
+    assert row[4] == "shine"
+
+
+async def test_data_postgres_cannot_hold_is_rejected_and_the_batch_rolled_back(
+    store: JobStore, pool: AsyncConnectionPool, job_events: JobEvents
+) -> None:
+    good = job_events().queued()
+    impossible = job_events().succeeded(label="rain\x00")
+    with pytest.raises(StoreRejectedError):
+        await store.record([event_record(good), event_record(impossible)])
+    assert await _rows(pool, "jobs") == []
+    assert await store.record([event_record(good)]) == 1
+
+
+async def test_filter_strings_containing_sql_are_only_strings(
+    store: JobStore, pool: AsyncConnectionPool, job_events: JobEvents
+) -> None:
+    await store.record([event_record(job_events().succeeded(label="rain"))])
+    for hostile in ("rain' OR '1'='1", "'; DROP TABLE jobs; --", "rain%", "%s", "%(label)s"):
+        page = JobsPage(JobFilter(label=hostile), size=10, after=None)
+        assert await store.list_jobs(page) == []
+    assert len(await _rows(pool, "jobs")) == 1
+    stored = job_events()
+    stored_event = stored.succeeded(label="'; DROP TABLE jobs; --")
+    await store.record([event_record(stored_event)])
+    page = JobsPage(JobFilter(label="'; DROP TABLE jobs; --"), size=10, after=None)
+    assert [row.id for row in await store.list_jobs(page)] == [stored.job_id]
+
+
+async def test_stats_count_per_label_state_and_model_with_latency_percentiles(
+    store: JobStore, job_events: JobEvents
+) -> None:
+    events = []
+    for i in range(100):
+        job = job_events(submitted_at=BASE + timedelta(minutes=i))
+        events.append(job.queued())
+        if i < 80:
+            label = "rain" if i % 2 else "shine"
+            events.append(job.succeeded(label=label, latency_ms=float(i + 1), model_version="m1"))
+        elif i < 90:
+            events.append(job.failed())
+    await store.record([event_record(event) for event in events])
+
+    stats = await store.stats(Window())
+    assert stats.total_jobs == 100
+    assert stats.by_state == {"succeeded": 80, "queued": 10, "failed": 10}
+    assert stats.by_label == {"rain": 40, "shine": 40}
+    assert stats.by_model_version == {"m1": 80}
+    assert stats.latency_ms is not None
+    # 80 latencies 1..80 ms plus 10 failures at 1000 ms.
+    p50, p95, p99 = stats.latency_ms
+    assert p50 == pytest.approx(45.5)
+    assert p95 == pytest.approx(1000.0)
+    assert p99 == pytest.approx(1000.0)
+
+    windowed = await store.stats(Window(BASE, BASE + timedelta(minutes=10)))
+    assert windowed.total_jobs == 10
+    assert windowed.latency_ms == pytest.approx((5.5, 9.55, 9.91))
+    empty = await store.stats(Window(BASE - timedelta(days=1), BASE))
+    assert empty.total_jobs == 0
+    assert empty.latency_ms is None
+
+
+async def test_paging_while_jobs_arrive_returns_each_existing_job_once(
+    store: JobStore, job_events: JobEvents
+) -> None:
+    existing = [job_events(submitted_at=BASE + timedelta(seconds=i // 3)) for i in range(60)]
+    await store.record([event_record(job.queued()) for job in existing])
+    seen: list[str] = []
+    after: Cursor | None = None
+    rng = random.Random(5)
+    while True:
+        # Meanwhile: new jobs arrive, and existing ones finish (rows change, order holds).
+        await store.record([event_record(job_events().queued())])
+        await store.record([event_record(rng.choice(existing).succeeded())])
+        rows = await store.list_jobs(JobsPage(JobFilter(), size=7, after=after))
+        page = rows[:7]
+        seen += [row.id for row in page if row.submitted_at < datetime.now(UTC) - timedelta(days=1)]
+        if len(rows) <= 7:
+            break
+        after = Cursor(page[-1].submitted_at, page[-1].id)
+    assert sorted(seen) == sorted(job.job_id for job in existing)
+    assert len(seen) == len(set(seen))
+
+
+async def test_list_jobs_plans_use_the_keyset_indexes(
+    store: JobStore, pool: AsyncConnectionPool
+) -> None:
+    """Every page is an index range scan in the listing's order that stops after the page:
+    no sort, no sequential scan, whatever the table's size. A selective filter (a rare label
+    or state) uses its own index; a common one may equally well filter the main index."""
+    async with pool.connection() as connection:
+        await connection.execute(
+            """
+            INSERT INTO jobs (id, image_sha256, state, label, submitted_at, finished_at)
+            SELECT md5(n::text), md5(n::text), state,
+                   CASE WHEN state <> 'succeeded' THEN NULL
+                        WHEN n % 97 = 1 THEN 'sunrise' ELSE labels[1 + n % 3] END,
+                   timestamptz '2026-01-01' + n * interval '1 second',
+                   CASE WHEN state <> 'queued' THEN timestamptz '2026-01-02' END
+            FROM (
+                SELECT n, ARRAY['cloudy', 'rain', 'shine'] AS labels,
+                       CASE WHEN n % 50 = 0 THEN 'failed'
+                            WHEN n % 3 = 0 THEN 'queued' ELSE 'succeeded' END AS state
+                FROM generate_series(1, 20000) AS n
+            ) AS generated
+            """
+        )
+        await connection.execute("ANALYZE jobs")
+    cursor = Cursor(datetime(2026, 1, 1, 3, tzinfo=UTC), "f" * 32)
+    cases = {
+        "jobs_submitted_at_id_idx": JobsPage(JobFilter(), 20, cursor),
+        "jobs_label_submitted_at_id_idx": JobsPage(JobFilter(label="sunrise"), 20, cursor),
+        "jobs_state_submitted_at_id_idx": JobsPage(JobFilter(state="failed"), 20, cursor),
+    }
+    for index, page in cases.items():
+        plan = await store.explain_list_jobs(page)
+        print(f"\n{index}:\n{plan}")
+        assert f"Scan using {index}" in plan, plan
+        assert "ROW(submitted_at, id) < ROW(" in plan.split("Index Cond: ", 1)[1], plan
+        assert "Sort" not in plan, plan
+        assert "Seq Scan" not in plan, plan
