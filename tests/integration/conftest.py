@@ -1,4 +1,5 @@
-"""Real infrastructure for integration tests: nats-server and PostgreSQL on free ports.
+"""Real infrastructure for integration tests: nats-server and PostgreSQL on free ports,
+and the services themselves as subprocesses.
 
 The fixtures are the same launchers `make up` uses (`devmesh`), so a test that passes
 here exercises the configuration developers run. Each server logs to a file in the
@@ -7,13 +8,22 @@ test's temporary directory; a failing start names that file.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devmesh.nats import NatsServer
 from devmesh.ports import free_port
@@ -71,3 +81,123 @@ def fresh_database(postgres_server: PostgresServer) -> Iterator[str]:
     dsn = postgres_server.create_database(name)
     yield dsn
     postgres_server.drop_database(name)
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SERVING = health_pb2.HealthCheckResponse.SERVING
+
+
+@dataclass
+class ServiceProcess:
+    """One `python -m services.<name>` subprocess with its ports and log file.
+
+    Health and metrics are read synchronously (call through `asyncio.to_thread` from
+    async tests)."""
+
+    name: str
+    grpc_port: int
+    metrics_port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def health(self, service: str = "") -> int | None:
+        """The health status, or None while the server does not answer at all."""
+        with grpc.insecure_channel(self.address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            try:
+                response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
+            except grpc.RpcError:
+                return None
+            return int(response.status)
+
+    def wait_for_health(self, expected: int, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        status = None
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"{self.name} exited:\n{self.log()}"
+            status = self.health()
+            if status == expected:
+                return
+            time.sleep(0.1)
+        raise AssertionError(
+            f"{self.name} health stayed {status}, wanted {expected} after {timeout}s:\n{self.log()}"
+        )
+
+    def wait_serving(self, timeout: float = 60.0) -> None:
+        self.wait_for_health(SERVING, timeout)
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def metric(self, name: str) -> float:
+        """One unlabelled sample of the Prometheus endpoint (0 when absent)."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[-1])
+        return 0.0
+
+
+StartService = Callable[..., ServiceProcess]
+
+# Short retry and probe intervals so that tests of outages finish in seconds.
+FAST_RECOVERY_SETTINGS = {
+    "NATS_RETRY_MAX_WAIT_SECONDS": "0.5",
+    "DATABASE_CHECK_INTERVAL_SECONDS": "0.3",
+    "DATABASE_TIMEOUT_SECONDS": "1",
+    "CONSUMER_RETRY_DELAY_SECONDS": "1",
+}
+
+
+@pytest.fixture
+def start_service(tmp_path: Path) -> Iterator[StartService]:
+    """Factory: `start_service("dispatcher", env={...}, nats_url=..., **settings)`.
+
+    Settings become `<NAME>_<SETTING>` environment variables; `env` adds others (such as
+    `OTEL_*`). Every process started is killed at the end of the test if still running.
+    """
+    started: list[ServiceProcess] = []
+
+    def start(name: str, env: dict[str, str] | None = None, **settings: str) -> ServiceProcess:
+        prefix = name.upper() + "_"
+        grpc_port, metrics_port = free_port(), free_port()
+        environment = {
+            **os.environ,
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            **{prefix + key: value for key, value in FAST_RECOVERY_SETTINGS.items()},
+            f"{prefix}GRPC_PORT": str(grpc_port),
+            f"{prefix}METRICS_PORT": str(metrics_port),
+            **{prefix + key.upper(): value for key, value in settings.items()},
+            **(env or {}),
+        }
+        log_path = tmp_path / f"{name}-{len(started)}.log"
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen(
+                [sys.executable, "-m", f"services.{name}"],
+                cwd=REPO_ROOT,
+                env=environment,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        service = ServiceProcess(name, grpc_port, metrics_port, process, log_path)
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        if service.process.poll() is None:
+            service.process.kill()
+            service.process.wait(timeout=10)

@@ -1,39 +1,10 @@
-"""Fixtures for the classifier integration tests: the shared dataset and the shipped model."""
+"""Fixtures for the classifier integration tests: the shipped model, loaded once."""
 
 from __future__ import annotations
-
-import csv
-from pathlib import Path
 
 import pytest
 
 from services.classifier.model import WeatherModel
-
-WEATHER_DATASET = Path(__file__).resolve().parents[3] / ".." / "shared" / "datasets" / "weather"
-
-
-@pytest.fixture(scope="session")
-def weather_dataset() -> Path:
-    if not (WEATHER_DATASET / "MANIFEST.csv").is_file():
-        pytest.fail(
-            f"weather dataset not found at {WEATHER_DATASET.resolve()}: the classifier tests read "
-            "the shared dataset beside the clone (../shared/datasets/weather)"
-        )
-    return WEATHER_DATASET
-
-
-@pytest.fixture(scope="session")
-def odd_photos(weather_dataset: Path) -> list[Path]:
-    """Every file of the dataset that is not a plain RGB JPEG named .jpg, plus the largest one."""
-    with (weather_dataset / "MANIFEST.csv").open(newline="") as manifest:
-        rows = list(csv.DictReader(manifest))
-    odd = [
-        row
-        for row in rows
-        if row["format"] != "JPEG" or row["mode"] != "RGB" or not row["path"].endswith(".jpg")
-    ]
-    largest = max(rows, key=lambda row: int(row["width"]) * int(row["height"]))
-    return [weather_dataset / row["path"] for row in [*odd, largest]]
 
 
 @pytest.fixture(scope="session")

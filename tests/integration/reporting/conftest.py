@@ -3,23 +3,14 @@ builders of the JobEvents the pipeline publishes, and the real service as a subp
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from psycopg_pool import AsyncConnectionPool
 
-from devmesh.ports import free_port
 from services.reporting.migrator import migrate, packaged_migrations
 from services.reporting.store import JobStore
 from weather.v1 import events_pb2, job_pb2
@@ -99,86 +90,3 @@ def store(pool: AsyncConnectionPool) -> JobStore:
 def job_events() -> type[JobEvents]:
     """`job_events(job_id=None, submitted_at=None)` → builder of one job's events."""
     return JobEvents
-
-
-@dataclass
-class ReportingProcess:
-    """`python -m services.reporting` with its ports; health is read synchronously (call it
-    through `asyncio.to_thread` from async tests)."""
-
-    grpc_port: int
-    metrics_port: int
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def health(self) -> int | None:
-        with grpc.insecure_channel(self.address) as channel:
-            try:
-                response = health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(), timeout=2
-                )
-            except grpc.RpcError:
-                return None
-            return int(response.status)
-
-    def wait_for_health(self, expected: int, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        status = None
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"reporting exited:\n{self.log()}"
-            status = self.health()
-            if status == expected:
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"health stayed {status}, wanted {expected}:\n{self.log()}")
-
-    def terminate(self, timeout: float = 30.0) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=timeout)
-
-
-StartReporting = Callable[..., ReportingProcess]
-
-
-@pytest.fixture
-def start_reporting(tmp_path: Path) -> Iterator[StartReporting]:
-    """Factory: start_reporting(nats_url=..., database_url=..., **REPORTING_* settings)."""
-    started: list[ReportingProcess] = []
-
-    def start(**settings: str) -> ReportingProcess:
-        grpc_port, metrics_port = free_port(), free_port()
-        env = {
-            **os.environ,
-            "REPORTING_GRPC_PORT": str(grpc_port),
-            "REPORTING_METRICS_PORT": str(metrics_port),
-            "REPORTING_NATS_RETRY_MAX_WAIT_SECONDS": "0.5",
-            "REPORTING_DATABASE_CHECK_INTERVAL_SECONDS": "0.3",
-            "REPORTING_DATABASE_TIMEOUT_SECONDS": "1",
-            "REPORTING_CONSUMER_RETRY_DELAY_SECONDS": "1",
-            **{f"REPORTING_{key.upper()}": value for key, value in settings.items()},
-        }
-        log_path = tmp_path / f"reporting-{len(started)}.log"
-        with log_path.open("wb") as log_file:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "services.reporting"],
-                cwd=REPO_ROOT,
-                env=env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
-        service = ReportingProcess(grpc_port, metrics_port, process, log_path)
-        started.append(service)
-        return service
-
-    yield start
-    for service in started:
-        if service.process.poll() is None:
-            service.process.kill()
-            service.process.wait(timeout=10)

@@ -28,7 +28,7 @@ from weather.v1 import events_pb2, job_pb2, reporting_pb2, reporting_pb2_grpc
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 JobEvents = Any  # the `job_events` fixture's builder class (see conftest.py)
-StartReporting = Any  # the `start_reporting` fixture's factory (see conftest.py)
+StartService = Any  # the `start_service` fixture's factory (tests/integration/conftest.py)
 LABELS = ("cloudy", "rain", "shine", "sunrise")
 
 
@@ -114,13 +114,13 @@ async def _republish_with_new_msg_ids(
 
 
 async def test_every_job_is_one_row_even_when_all_events_are_published_twice(
-    start_reporting: StartReporting,
+    start_service: StartService,
     nats_server: Any,
     fresh_database: str,
     jetstream: JetStreamContext,
     job_events: JobEvents,
 ) -> None:
-    service = start_reporting(nats_url=nats_server.url, database_url=fresh_database)
+    service = start_service("reporting", nats_url=nats_server.url, database_url=fresh_database)
     await asyncio.to_thread(service.wait_for_health, SERVING)
     rng = random.Random(200)
     base = datetime.now(UTC) - timedelta(hours=1)
@@ -236,14 +236,14 @@ async def _invalid_requests_are_invalid_argument(
 
 
 async def test_postgres_outage_pauses_ingest_and_every_job_lands_once_after(
-    start_reporting: StartReporting,
+    start_service: StartService,
     nats_server: Any,
     postgres_server: Any,
     fresh_database: str,
     jetstream: JetStreamContext,
     job_events: JobEvents,
 ) -> None:
-    service = start_reporting(nats_url=nats_server.url, database_url=fresh_database)
+    service = start_service("reporting", nats_url=nats_server.url, database_url=fresh_database)
     await asyncio.to_thread(service.wait_for_health, SERVING)
     pid = service.process.pid
     stop = asyncio.Event()
@@ -286,7 +286,7 @@ async def test_postgres_outage_pauses_ingest_and_every_job_lands_once_after(
 
 
 async def test_started_before_postgres_it_waits_then_migrates_and_records(
-    start_reporting: StartReporting,
+    start_service: StartService,
     nats_server: Any,
     postgres_server: Any,
     fresh_database: str,
@@ -295,7 +295,7 @@ async def test_started_before_postgres_it_waits_then_migrates_and_records(
 ) -> None:
     await asyncio.to_thread(postgres_server.stop)
     try:
-        service = start_reporting(nats_url=nats_server.url, database_url=fresh_database)
+        service = start_service("reporting", nats_url=nats_server.url, database_url=fresh_database)
         await asyncio.to_thread(service.wait_for_health, NOT_SERVING)
         await asyncio.sleep(2)
         assert service.process.poll() is None, "reporting gave up instead of waiting"

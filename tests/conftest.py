@@ -1,4 +1,4 @@
-"""Fixtures for the classifier unit tests: the shared weather dataset beside the repository."""
+"""Fixtures every test suite may use: the shared weather photos beside the clone."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 
-WEATHER_DATASET = Path(__file__).resolve().parents[3] / ".." / "shared" / "datasets" / "weather"
+WEATHER_DATASET = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "weather"
 
 
 @pytest.fixture(scope="session")
 def weather_dataset() -> Path:
+    """`../shared/datasets/weather`; its absence fails the test rather than skipping it."""
     if not (WEATHER_DATASET / "MANIFEST.csv").is_file():
         pytest.fail(
-            f"weather dataset not found at {WEATHER_DATASET.resolve()}: the classifier tests read "
+            f"weather dataset not found at {WEATHER_DATASET.resolve()}: the tests read "
             "the shared dataset beside the clone (../shared/datasets/weather)"
         )
     return WEATHER_DATASET
