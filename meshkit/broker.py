@@ -22,6 +22,7 @@ terminal event (JetStream drops the second publish inside the duplicate window).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import logging
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from nats import errors as nats_errors
 from nats.js import JetStreamContext, api
 from nats.js.errors import APIError, NotFoundError, ObjectNotFoundError
 from opentelemetry import context as otel_context
@@ -288,6 +290,17 @@ async def _update_limits(
         return
     logger.info("bucket stream %s has limits %s; updating to %s", stream, current, wanted)
     await jetstream.update_stream(config.evolve(**wanted))
+
+
+async def release_pull_subscription(subscription: JetStreamContext.PullSubscription) -> None:
+    """Unsubscribe a pull subscription before the connection drains.
+
+    nats-py's `fetch` takes status messages off the pending queue without `task_done`, so
+    draining a connection that still holds a fetched-from subscription waits on that queue
+    for the whole drain timeout: every pull consumer calls this when it stops.
+    """
+    with contextlib.suppress(nats_errors.Error):
+        await subscription.unsubscribe()
 
 
 class ImageMissingError(LookupError):

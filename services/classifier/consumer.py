@@ -43,6 +43,7 @@ from meshkit.broker import (
     event_kind,
     last_job_event,
     publish_event,
+    release_pull_subscription,
     result_key,
     terminal_event_id,
     trace_context,
@@ -176,7 +177,7 @@ class JobConsumer:
         try:
             await self._fetch_until_stopped(subscription, jetstream)
         finally:
-            await _unbind(subscription)
+            await release_pull_subscription(subscription)
 
     async def _fetch_until_stopped(
         self, subscription: JetStreamContext.PullSubscription, jetstream: JetStreamContext
@@ -309,7 +310,7 @@ class JobConsumer:
         try:
             await self._fail_exhausted_forever(subscription, jetstream)
         finally:
-            await _unbind(subscription)
+            await release_pull_subscription(subscription)
 
     async def _fail_exhausted_forever(
         self, subscription: JetStreamContext.PullSubscription, jetstream: JetStreamContext
@@ -377,14 +378,6 @@ async def _finished_before(jetstream: JetStreamContext, message: Msg, job_id: st
         return False
     last = await last_job_event(jetstream, job_id)
     return last is not None and event_kind(last.event) in TERMINAL_KINDS
-
-
-async def _unbind(subscription: JetStreamContext.PullSubscription) -> None:
-    """Unsubscribe before the connection drains: nats-py's fetch takes status messages off
-    the pending queue without `task_done`, so draining a fetched-from subscription would
-    wait on that queue for the whole drain timeout."""
-    with contextlib.suppress(nats.errors.Error):
-        await subscription.unsubscribe()
 
 
 def _terminal(queued: events_pb2.JobEvent) -> events_pb2.JobEvent:

@@ -31,6 +31,7 @@ from meshkit.broker import (
     MalformedEventError,
     declare_broker,
     decode_event,
+    release_pull_subscription,
     trace_context,
 )
 from services.reporting.settings import ReportingSettings
@@ -110,6 +111,12 @@ class EventConsumer:
         assert jetstream is not None  # set before `ready`
         subscription = await _bind(jetstream, self._settings.consumer_name)
         logger.info("recording job events from consumer %s", self._settings.consumer_name)
+        try:
+            await self._consume(subscription)
+        finally:
+            await release_pull_subscription(subscription)
+
+    async def _consume(self, subscription: JetStreamContext.PullSubscription) -> None:
         while not self._stopping.is_set():
             try:
                 messages = await subscription.fetch(

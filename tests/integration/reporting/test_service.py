@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -312,3 +313,28 @@ async def test_started_before_postgres_it_waits_then_migrates_and_records(
 
     await _until(recorded, 30, "recording after a late database")
     assert "applying migration 1" in service.log()
+
+
+async def test_reporting_that_recorded_events_stops_promptly_on_sigterm(
+    start_service: StartService,
+    nats_server: Any,
+    fresh_database: str,
+    jetstream: JetStreamContext,
+    job_events: JobEvents,
+) -> None:
+    # Regression: a pull subscription that had fetched kept the NATS drain waiting for its
+    # whole timeout, so `make up` had to SIGKILL reporting at every stop.
+    service = start_service("reporting", nats_url=nats_server.url, database_url=fresh_database)
+    await asyncio.to_thread(service.wait_for_health, SERVING)
+    await publish_event(jetstream, job_events().queued())
+
+    async def recorded() -> Any:
+        counts = await _counts(fresh_database)
+        return counts == (1, 1, 1) or counts
+
+    await _until(recorded, 30, "recording one event")
+    await asyncio.sleep(5)  # idle fetches time out meanwhile, as in a mesh at rest
+    started = time.monotonic()
+    assert await asyncio.to_thread(service.terminate) == 0, service.log()
+    assert time.monotonic() - started < 8, f"reporting took long to stop:\n{service.log()}"
+    assert "reporting stopped" in service.log()
