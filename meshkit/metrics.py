@@ -1,12 +1,19 @@
-"""The Prometheus `/metrics` endpoint every service serves on its metrics port."""
+"""The Prometheus `/metrics` endpoint every service serves on its metrics port, and the
+metrics the kit maintains for every service (dependencies, serving, queue lag)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from threading import Thread
+from typing import Protocol
 from wsgiref.simple_server import WSGIServer
 
+import nats.errors
+from nats.js import JetStreamContext
 from prometheus_client import (
     GC_COLLECTOR,
     PLATFORM_COLLECTOR,
@@ -42,6 +49,73 @@ class ServiceMetrics:
             "1 while the service reports SERVING on its health check, else 0.",
             registry=self.registry,
         )
+
+
+class BrokerSetup(Protocol):
+    """A service's NATS setup hook, as the queue-lag probe sees it: `ready` is set once its
+    streams and consumers are declared, and `jetstream` is usable from then on."""
+
+    ready: asyncio.Event
+    jetstream: JetStreamContext | None
+
+
+class QueueLagProbe:
+    """A service worker that reports how far its JetStream consumers lag behind.
+
+    Why poll: the backlog lives on the server (`num_pending`: stored, not yet delivered;
+    `num_ack_pending`: delivered, not yet acked), so no consumer loop can count it. One
+    consumer-info request per consumer every `interval_seconds` is cheap and keeps the
+    gauges fresh even while the consumer itself is stuck, which is when they matter.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        setup: BrokerSetup,
+        stream: str,
+        consumers: Sequence[str],
+        interval_seconds: float = 5.0,
+    ) -> None:
+        self._setup = setup
+        self._stream = stream
+        self._consumers = consumers
+        self._interval = interval_seconds
+        self._stopping = asyncio.Event()
+        self.pending = Gauge(
+            "weather_queue_pending_messages",
+            "Messages stored for the consumer and not yet delivered to it (backlog).",
+            ["consumer"],
+            registry=registry,
+        )
+        self.ack_pending = Gauge(
+            "weather_queue_ack_pending_messages",
+            "Messages delivered to the consumer and not yet acknowledged (in progress).",
+            ["consumer"],
+            registry=registry,
+        )
+
+    async def run(self) -> None:
+        await self._setup.ready.wait()
+        jetstream = self._setup.jetstream
+        assert jetstream is not None  # set before `ready`
+        while not self._stopping.is_set():
+            await self.observe(jetstream)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._interval)
+
+    async def observe(self, jetstream: JetStreamContext) -> None:
+        """Read each consumer's info once; a failure leaves the last values in place."""
+        for consumer in self._consumers:
+            try:
+                info = await jetstream.consumer_info(self._stream, consumer, timeout=2.0)
+            except (nats.errors.Error, TimeoutError) as error:
+                logger.debug("cannot read consumer %s: %s", consumer, error)
+                continue
+            self.pending.labels(consumer).set(info.num_pending or 0)
+            self.ack_pending.labels(consumer).set(info.num_ack_pending or 0)
+
+    async def stop(self) -> None:
+        self._stopping.set()
 
 
 class MetricsEndpoint:

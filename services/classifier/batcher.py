@@ -25,10 +25,14 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 import numpy as np
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 
+from meshkit.tracing import BATCH_SIZE, MODEL_VERSION, current_span_context, links_to
 from services.classifier.preprocess import preprocess
 
 logger = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
 
 
 class BatchModel(Protocol):
@@ -66,6 +70,8 @@ class _Pending:
     preprocess_ms: float
     enqueued_at: float
     answer: asyncio.Future[Classified]
+    caller_span: trace.SpanContext
+    """The span that asked (a job's, or a Classify RPC's): the batch span links to it."""
 
 
 class Batcher:
@@ -120,7 +126,9 @@ class Batcher:
             finally:
                 self._decoding -= 1
             answer: asyncio.Future[Classified] = loop.create_future()
-            await self._queue.put(_Pending(pixels, preprocess_ms, loop.time(), answer))
+            await self._queue.put(
+                _Pending(pixels, preprocess_ms, loop.time(), answer, current_span_context())
+            )
             return await answer
         finally:
             self._callers -= 1
@@ -157,6 +165,17 @@ class Batcher:
         return batch
 
     async def _run_batch(self, batch: list[_Pending]) -> None:
+        """One forward pass, traced as a span of its own (a new trace: it serves many jobs,
+        so it has no single parent) linked to the span of every job in it."""
+        with tracer.start_as_current_span(
+            "model forward pass",
+            context=otel_context.Context(),
+            links=links_to(pending.caller_span for pending in batch),
+            attributes={BATCH_SIZE: len(batch)},
+        ) as span:
+            await self._predict_batch(batch, span)
+
+    async def _predict_batch(self, batch: list[_Pending], span: trace.Span) -> None:
         loop = asyncio.get_running_loop()
         started_at = datetime.now(UTC)
         started = time.perf_counter()
@@ -167,12 +186,15 @@ class Batcher:
             )
         except Exception as error:
             logger.exception("a batch of %d images failed in the model", len(batch))
+            span.record_exception(error)
+            span.set_status(trace.StatusCode.ERROR, type(error).__name__)
             for pending in batch:
                 if not pending.answer.done():
                     pending.answer.set_exception(error)
             return
         seconds = time.perf_counter() - started
         self._on_batch(len(batch), seconds)
+        span.set_attribute(MODEL_VERSION, model.version)
         labels = list(model.labels)
         for pending, row in zip(batch, probabilities, strict=True):
             if pending.answer.done():  # the caller went away (RPC cancelled)

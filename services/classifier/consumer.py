@@ -48,6 +48,15 @@ from meshkit.broker import (
     terminal_event_id,
     trace_context,
 )
+from meshkit.tracing import (
+    BATCH_SIZE,
+    IMAGE_SHA256,
+    JOB_ID,
+    JOB_OUTCOME,
+    MODEL_VERSION,
+    consumer_attributes,
+    consumer_span,
+)
 from services.classifier.batcher import Batcher
 from services.classifier.preprocess import UnreadableImageError
 from services.classifier.service import classification_of
@@ -217,11 +226,16 @@ class JobConsumer:
             logger.error("dropping a malformed message on %s: %s", message.subject, error)
             await message.term()
             return
-        with tracer.start_as_current_span(
+        with consumer_span(
+            tracer,
             "classify job",
-            context=trace_context(message.headers),
-            attributes={"job.id": event.job_id},
-        ):
+            message.headers,
+            {
+                JOB_ID: event.job_id,
+                IMAGE_SHA256: event.image_sha256,
+                **consumer_attributes(message.subject, CONSUMER),
+            },
+        ) as span:
             try:
                 if await _finished_before(jetstream, message, event.job_id):
                     outcome = "redelivered-finished"
@@ -237,6 +251,7 @@ class JobConsumer:
                     extra={"job_id": event.job_id},
                 )
                 self._on_outcome("retried")
+                span.set_status(trace.StatusCode.ERROR, type(error).__name__)
                 with contextlib.suppress(nats.errors.Error):
                     await message.nak(delay=self._settings.nak_delay_seconds)
                 return
@@ -244,7 +259,11 @@ class JobConsumer:
                 await message.ack_sync()
             except (nats.errors.Error, TimeoutError) as error:
                 # Published already: a redelivery republishes the same event id (dropped).
-                logger.warning("ack of job %s failed: %s", event.job_id, error)
+                logger.warning(
+                    "ack of job %s failed: %s", event.job_id, error, extra={"job_id": event.job_id}
+                )
+            span.set_attribute(JOB_OUTCOME, outcome)
+            logger.info("job %s %s", event.job_id, outcome, extra={"job_id": event.job_id})
             self._on_outcome(outcome)
 
     async def _classify(self, jetstream: JetStreamContext, queued: events_pb2.JobEvent) -> str:
@@ -263,6 +282,9 @@ class JobConsumer:
                 jetstream, queued, str(error), events_pb2.FAILURE_KIND_UNREADABLE_IMAGE
             )
             return "failed"
+        trace.get_current_span().set_attributes(
+            {MODEL_VERSION: classified.model_version, BATCH_SIZE: classified.batch_size}
+        )
         event = _terminal(queued)
         event.succeeded.classification.CopyFrom(classification_of(classified))
         timings = event.succeeded.timings
@@ -340,23 +362,29 @@ class JobConsumer:
         except (NotFoundError, MalformedEventError) as error:
             logger.warning("advisory for stream sequence %d: no job (%s)", sequence, error)
             return
-        last = await last_job_event(jetstream, queued.job_id)
-        if last is not None and event_kind(last.event) in TERMINAL_KINDS:
-            return
-        deliveries = advisory.get("deliveries", self._settings.max_deliver)
-        logger.error(
-            "job %s failed %s deliveries; giving up",
-            queued.job_id,
-            deliveries,
-            extra={"job_id": queued.job_id},
-        )
-        await self._publish_failed(
-            jetstream,
-            queued,
-            f"the job could not be classified after {deliveries} attempts",
-            events_pb2.FAILURE_KIND_DELIVERIES_EXHAUSTED,
-        )
-        self._on_outcome("exhausted")
+        # The stored queued event still carries the Submit's trace context: join it.
+        with tracer.start_as_current_span(
+            "fail exhausted job",
+            context=trace_context(stored.headers),
+            attributes={JOB_ID: queued.job_id, IMAGE_SHA256: queued.image_sha256},
+        ):
+            last = await last_job_event(jetstream, queued.job_id)
+            if last is not None and event_kind(last.event) in TERMINAL_KINDS:
+                return
+            deliveries = advisory.get("deliveries", self._settings.max_deliver)
+            logger.error(
+                "job %s failed %s deliveries; giving up",
+                queued.job_id,
+                deliveries,
+                extra={"job_id": queued.job_id},
+            )
+            await self._publish_failed(
+                jetstream,
+                queued,
+                f"the job could not be classified after {deliveries} attempts",
+                events_pb2.FAILURE_KIND_DELIVERIES_EXHAUSTED,
+            )
+            self._on_outcome("exhausted")
 
 
 async def _bind(

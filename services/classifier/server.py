@@ -11,11 +11,12 @@ from __future__ import annotations
 import grpc
 from prometheus_client import Counter, Histogram
 
-from meshkit.metrics import ServiceMetrics
+from meshkit.broker import JOBS_STREAM
+from meshkit.metrics import QueueLagProbe, ServiceMetrics
 from meshkit.nats import NatsConnection
 from meshkit.server import ServiceSpec, run
 from services.classifier.batcher import Batcher
-from services.classifier.consumer import JobConsumer, QueueSetup
+from services.classifier.consumer import CONSUMER, JobConsumer, QueueSetup
 from services.classifier.model_loader import ModelLoader
 from services.classifier.service import ClassifierService
 from services.classifier.settings import ClassifierSettings
@@ -69,6 +70,7 @@ def build(settings: ClassifierSettings) -> ServiceSpec:
         model_version=lambda: model.model.version,
         on_outcome=lambda outcome: jobs.labels(outcome).inc(),
     )
+    queue_lag = QueueLagProbe(metrics.registry, queue_setup, JOBS_STREAM, [CONSUMER])
     servicer = ClassifierService(batcher)
 
     def register(server: grpc.aio.Server) -> None:
@@ -79,7 +81,7 @@ def build(settings: ClassifierSettings) -> ServiceSpec:
         grpc_services=[SERVICE_NAME],
         register=register,
         dependencies=[nats_connection, model],
-        workers=[consumer, batcher],
+        workers=[consumer, batcher, queue_lag],
         metrics=metrics,
     )
 

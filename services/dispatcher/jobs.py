@@ -21,6 +21,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
+from opentelemetry import trace
 
 from meshkit.broker import (
     CURRENT_MODEL_KEY,
@@ -43,6 +44,7 @@ from meshkit.broker import (
     terminal_event_id,
 )
 from meshkit.nats import NatsNotConnectedError
+from meshkit.tracing import IMAGE_SHA256, JOB_ID
 from services.dispatcher.uploads import check_upload
 from weather.v1 import events_pb2, job_pb2
 
@@ -145,7 +147,10 @@ class JobBook:
         images_ttl_seconds: float,
         timeout_seconds: float,
         new_job_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        on_cache_lookup: Callable[[bool], None] = lambda hit: None,
     ) -> None:
+        """`on_cache_lookup(hit)` observes every result-cache lookup (metrics)."""
+        self._on_cache_lookup = on_cache_lookup
         self._jetstream = jetstream
         self._max_payload = max_payload
         self._limits = limits
@@ -185,7 +190,10 @@ class JobBook:
                 job_id, submitted_at = claimed.job_id, claimed.submitted_at
             event = events_pb2.JobEvent(job_id=job_id, image_sha256=image_sha256, filename=filename)
             event.submitted_at.FromDatetime(submitted_at)
+            # The Submit span is the root of the job's trace: make it findable by job.
+            trace.get_current_span().set_attributes({JOB_ID: job_id, IMAGE_SHA256: image_sha256})
             cached = await self._cached_classification(js, image_sha256)
+            self._on_cache_lookup(cached is not None)
             if cached is not None:
                 event.event_id = terminal_event_id(job_id)
                 event.succeeded.classification.CopyFrom(cached)
@@ -205,6 +213,12 @@ class JobBook:
                 if existing is not None:
                     return job_from_event(existing.event)
                 raise
+        logger.info(
+            "job %s %s",
+            job_id,
+            "answered from the result cache" if cached is not None else "queued",
+            extra={"job_id": job_id},
+        )
         return job_from_event(event)
 
     async def _claim(

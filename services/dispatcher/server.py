@@ -5,8 +5,10 @@ from __future__ import annotations
 from functools import partial
 
 import grpc
+from prometheus_client import Counter
 
 from meshkit.broker import declare_broker
+from meshkit.metrics import ServiceMetrics
 from meshkit.nats import NatsConnection
 from meshkit.server import ServiceSpec, run
 from services.dispatcher.jobs import JobBook, UploadLimits
@@ -18,6 +20,16 @@ SERVICE_NAME = dispatcher_pb2.DESCRIPTOR.services_by_name["DispatcherService"].f
 
 
 def build(settings: DispatcherSettings) -> ServiceSpec:
+    metrics = ServiceMetrics()
+    cache_lookups = Counter(
+        "weather_dispatcher_cache_lookups",
+        "Submits looked up in the result cache, by result (hit: answered without a "
+        "classifier; miss: queued).",
+        ["result"],
+        registry=metrics.registry,
+    )
+    for result in ("hit", "miss"):
+        cache_lookups.labels(result)  # both series exist from the start, for rate ratios
     nats_connection = NatsConnection(
         settings, client_name="dispatcher", setup=partial(declare_broker, settings=settings)
     )
@@ -27,6 +39,7 @@ def build(settings: DispatcherSettings) -> ServiceSpec:
         limits=UploadLimits(settings.max_upload_bytes, settings.max_image_pixels),
         images_ttl_seconds=settings.images_ttl_seconds,
         timeout_seconds=settings.broker_timeout_seconds,
+        on_cache_lookup=lambda hit: cache_lookups.labels("hit" if hit else "miss").inc(),
     )
     servicer = DispatcherService(jobs)
 
@@ -38,6 +51,7 @@ def build(settings: DispatcherSettings) -> ServiceSpec:
         grpc_services=[SERVICE_NAME],
         register=register,
         dependencies=[nats_connection],
+        metrics=metrics,
     )
 
 

@@ -34,6 +34,14 @@ from meshkit.broker import (
     release_pull_subscription,
     trace_context,
 )
+from meshkit.tracing import (
+    EVENT_ID,
+    EVENT_KIND,
+    JOB_ID,
+    consumer_attributes,
+    current_span_context,
+    links_to,
+)
 from services.reporting.settings import ReportingSettings
 from services.reporting.store import (
     EventRecord,
@@ -157,13 +165,14 @@ class EventConsumer:
             batch.append((message, record))
         if not batch:
             return
-        links = [
-            trace.Link(trace.get_current_span(trace_context(message.headers)).get_span_context())
+        publishers = (
+            trace.get_current_span(trace_context(message.headers)).get_span_context()
             for message, _record in batch
-        ]
+        )
         with tracer.start_as_current_span(
-            "record job events", links=links, attributes={"events.count": len(batch)}
+            "record job events", links=links_to(publishers), attributes={"events.count": len(batch)}
         ):
+            event_spans = self._event_spans(batch)
             try:
                 await self._record(batch)
             except StoreUnavailableError as error:
@@ -181,6 +190,29 @@ class EventConsumer:
             except StoreRejectedError as error:
                 logger.warning("batch refused (%s); recording its events one by one", error)
                 await self._record_one_by_one(batch)
+            finally:
+                for span in event_spans:
+                    span.end()
+
+    def _event_spans(self, batch: Sequence[tuple[Msg, EventRecord]]) -> list[trace.Span]:
+        """One span per event, a child of its publisher's span, so that each job's trace
+        ends with its events being recorded; each links to the shared transaction's span."""
+        transaction = links_to([current_span_context()])
+        return [
+            tracer.start_span(
+                "record job event",
+                context=trace_context(message.headers),
+                kind=trace.SpanKind.CONSUMER,
+                links=transaction,
+                attributes={
+                    JOB_ID: record.job_id,
+                    EVENT_ID: record.event_id,
+                    EVENT_KIND: record.kind,
+                    **consumer_attributes(message.subject, self._settings.consumer_name),
+                },
+            )
+            for message, record in batch
+        ]
 
     async def _record(self, batch: Sequence[tuple[Msg, EventRecord]]) -> None:
         new = await self._store.record([record for _message, record in batch])

@@ -6,7 +6,8 @@ import grpc
 from prometheus_client import Counter
 from psycopg_pool import AsyncConnectionPool
 
-from meshkit.metrics import ServiceMetrics
+from meshkit.broker import JOBS_STREAM
+from meshkit.metrics import QueueLagProbe, ServiceMetrics
 from meshkit.nats import NatsConnection
 from meshkit.server import ServiceSpec, run
 from services.reporting.consumer import EventConsumer, EventSetup
@@ -51,6 +52,7 @@ def build(settings: ReportingSettings) -> ServiceSpec:
         settings,
         on_outcome=lambda outcome, count: events.labels(outcome).inc(count),
     )
+    queue_lag = QueueLagProbe(metrics.registry, event_setup, JOBS_STREAM, [settings.consumer_name])
     servicer = ReportingService(store)
 
     def register(server: grpc.aio.Server) -> None:
@@ -61,7 +63,7 @@ def build(settings: ReportingSettings) -> ServiceSpec:
         grpc_services=[SERVICE_NAME],
         register=register,
         dependencies=[nats_connection, database],
-        workers=[consumer],
+        workers=[consumer, queue_lag],
         metrics=metrics,
     )
 
