@@ -10,7 +10,7 @@ INSTALLED := $(VENV)/.installed
 .PHONY: help install
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 install: $(INSTALLED) ## create .venv with the pinned packages and the binaries the mesh needs
 

@@ -35,6 +35,7 @@ def envoy_config(output: Path | None) -> int:
             admin_port=settings.envoy_admin_port,
             dispatcher_port=settings.dispatcher_grpc_port,
             reporting_port=settings.reporting_grpc_port,
+            ui_port=settings.ui_port,
             allowed_origins=settings.ui_origins,
         ),
         config_path=output,

@@ -59,9 +59,11 @@ class GatewayConfig:
     dispatcher_port: int
     reporting_port: int
     allowed_origins: Sequence[str]
+    ui_port: int
     listen_address: str = LOOPBACK
     dispatcher_host: str = LOOPBACK
     reporting_host: str = LOOPBACK
+    ui_host: str = LOOPBACK
     max_request_bytes: int = UPLOAD_CAP_BYTES + REQUEST_OVERHEAD_BYTES
     rate_limit_burst: int = 200
     rate_limit_per_second: int = 100
@@ -81,6 +83,8 @@ def render_config(config: GatewayConfig, template: str) -> str:
         DISPATCHER_PORT=config.dispatcher_port,
         REPORTING_HOST=config.reporting_host,
         REPORTING_PORT=config.reporting_port,
+        UI_HOST=config.ui_host,
+        UI_PORT=config.ui_port,
         ALLOWED_ORIGINS=origin_matchers,
         MAX_REQUEST_BYTES=config.max_request_bytes,
         RATE_LIMIT_BURST=config.rate_limit_burst,

@@ -26,6 +26,7 @@ from devmesh.ports import is_free
 from devmesh.postgres import PostgresServer
 from devmesh.process import ManagedProcess
 from devmesh.settings import SERVICE_NAMES, MeshSettings, ServiceSpec
+from devmesh.static import StaticSite
 
 RUNNER_NAME = "devmesh"
 EXIT_OK = 0
@@ -119,7 +120,7 @@ class Mesh:
         self.settings = settings
         self.out = out
         self.width = prefix_width(
-            [RUNNER_NAME, "nats", "postgres", "envoy", *settings.devmesh_services]
+            [RUNNER_NAME, "nats", "postgres", "ui", "envoy", *settings.devmesh_services]
         )
         self._children: list[ManagedProcess] = []
         self._pumps: list[asyncio.Task[None]] = []
@@ -210,12 +211,17 @@ class Mesh:
         for spec in settings.services:
             self._start_service(spec, environment)
 
+        site = StaticSite(port=settings.ui_port)
+        if not site.built:
+            self.say(f"warning: {site.root} has no index.html; run `make ui` to build the UI")
+        await self._launch(site)
         envoy = EnvoyProxy(
             GatewayConfig(
                 listener_port=settings.envoy_port,
                 admin_port=settings.envoy_admin_port,
                 dispatcher_port=settings.dispatcher_grpc_port,
                 reporting_port=settings.reporting_grpc_port,
+                ui_port=settings.ui_port,
                 allowed_origins=settings.ui_origins,
             ),
             config_path=data_dir / "envoy" / "envoy.yaml",
@@ -240,6 +246,7 @@ class Mesh:
 
     def _banner(self, nats: NatsServer, postgres: PostgresServer, envoy: EnvoyProxy) -> str:
         rows = [
+            ("UI", f"{envoy.url}/"),
             ("gateway (gRPC, gRPC-Web)", envoy.url),
             ("envoy admin", f"http://127.0.0.1:{self.settings.envoy_admin_port}"),
         ]

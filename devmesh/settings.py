@@ -52,6 +52,7 @@ class MeshSettings(BaseSettings):
     postgres_port: Port = 5433
     envoy_port: Port = 8080
     envoy_admin_port: Port = 9901
+    ui_port: Port = Field(default=8070, description="The UI's file server, Envoy's upstream for /.")
     dispatcher_grpc_port: Port = 50051
     classifier_grpc_port: Port = 50052
     reporting_grpc_port: Port = 50053
@@ -106,6 +107,7 @@ class MeshSettings(BaseSettings):
             (self.postgres_port, "PostgreSQL", "POSTGRES_PORT"),
             (self.envoy_port, "Envoy", "ENVOY_PORT"),
             (self.envoy_admin_port, "Envoy admin", "ENVOY_ADMIN_PORT"),
+            (self.ui_port, "UI file server", "UI_PORT"),
         ]
         for service in self.services:
             prefix = service.env_prefix

@@ -1,5 +1,5 @@
 # The local mesh: nats-server, PostgreSQL, the services and Envoy on 127.0.0.1.
 .PHONY: up
 
-up: $(INSTALLED) ## start the whole mesh locally
+up: $(INSTALLED) ui ## start the whole mesh locally (builds the UI first when needed)
 	$(BIN)/python -m devmesh up

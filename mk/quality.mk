@@ -3,7 +3,7 @@
 
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 
-test: lint typecheck sast proto-check lint-docker test-unit test-integration ## everything CI runs: lint, types, SAST, contract checks, all tests
+test: lint typecheck sast proto-check lint-docker ui-typecheck ui-gen-check test-unit test-integration test-e2e ## everything CI runs: lint, types, SAST, contract checks, unit, integration and browser tests
 
 lint: $(INSTALLED) ## ruff lint and format check
 	$(BIN)/ruff check .

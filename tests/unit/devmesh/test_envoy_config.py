@@ -17,7 +17,7 @@ def _rendered(**overrides: Any) -> dict[str, Any]:
         dispatcher_port=50051,
         reporting_port=50053,
         allowed_origins=ORIGINS,
-        **overrides,
+        **{"ui_port": 8070, **overrides},
     )
     document: dict[str, Any] = yaml.safe_load(
         render_config(config, default_template_path().read_text())
@@ -41,6 +41,8 @@ def test_http_filters_run_grpc_web_then_cors_and_end_with_the_router() -> None:
 def test_only_public_services_are_routed_and_streams_have_no_timeout() -> None:
     host = _connection_manager(_rendered())["route_config"]["virtual_hosts"][0]
     routed = {r["match"]["prefix"]: r["route"] for r in host["routes"] if "route" in r}
+    assert {route["cluster"] for route in routed.values()} == {"dispatcher", "reporting", "ui"}
+    routed = {prefix: route for prefix, route in routed.items() if route["cluster"] != "ui"}
     assert set(routed) == {"/weather.v1.DispatcherService/", "/weather.v1.ReportingService/"}
     for route in routed.values():
         assert route["timeout"] == "0s"
@@ -53,11 +55,13 @@ def test_cors_allows_exactly_the_configured_origins_and_exposes_grpc_status() ->
     assert policy["allow_origin_string_match"] == [{"exact": origin} for origin in ORIGINS]
     assert policy["allow_headers"] == "content-type, x-grpc-web, x-user-agent, grpc-timeout"
     assert policy["expose_headers"] == "grpc-status, grpc-message"
+    assert policy["forward_not_matching_preflights"] is False
 
 
-def test_upstreams_speak_http2_and_admin_binds_loopback() -> None:
+def test_grpc_upstreams_speak_http2_and_admin_binds_loopback() -> None:
     document = _rendered()
-    for cluster in document["static_resources"]["clusters"]:
+    clusters = {c["name"]: c for c in document["static_resources"]["clusters"]}
+    for cluster in (clusters["dispatcher"], clusters["reporting"]):
         options = cluster["typed_extension_protocol_options"]
         http = options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
         assert "http2_protocol_options" in http["explicit_http_config"]
@@ -80,11 +84,38 @@ def test_wildcards_and_non_origins_are_refused(origin: str) -> None:
 
 
 def test_an_unfilled_placeholder_is_an_error_not_a_silent_gap() -> None:
-    config = GatewayConfig(1, 2, 3, 4, ORIGINS)
+    config = GatewayConfig(1, 2, 3, 4, ORIGINS, 5)
     with pytest.raises(KeyError, match="UNKNOWN"):
         render_config(config, "port: ${UNKNOWN}")
 
 
 def test_no_origins_is_refused() -> None:
     with pytest.raises(ValueError, match="at least one"):
-        render_config(GatewayConfig(1, 2, 3, 4, ()), "")
+        render_config(GatewayConfig(1, 2, 3, 4, (), 5), "")
+
+
+def _routes() -> list[dict[str, Any]]:
+    host = _connection_manager(_rendered())["route_config"]["virtual_hosts"][0]
+    routes: list[dict[str, Any]] = host["routes"]
+    return routes
+
+
+def test_everything_that_is_not_grpc_is_served_by_the_ui_file_server_last() -> None:
+    routes = _routes()
+    last = routes[-1]
+    assert last["match"] == {"prefix": "/"}
+    assert last["route"]["cluster"] == "ui"
+    grpc_catch_all = routes[-2]
+    assert grpc_catch_all["direct_response"]["status"] == 404
+    assert grpc_catch_all["match"]["headers"][0]["string_match"] == {"prefix": "application/grpc"}
+
+
+def test_ui_cluster_points_at_the_configured_loopback_port() -> None:
+    clusters = {c["name"]: c for c in _rendered(ui_port=18070)["static_resources"]["clusters"]}
+    endpoint = clusters["ui"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    assert endpoint["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 18070}
+
+
+def test_watch_streams_are_not_cut_by_the_idle_timeout_within_an_hour() -> None:
+    dispatcher = next(r for r in _routes() if r.get("route", {}).get("cluster") == "dispatcher")
+    assert dispatcher["route"]["idle_timeout"] == "3600s"
