@@ -80,8 +80,14 @@ class ManagedProcess:
         popen = self._popen
         if popen is None:
             return None
-        if popen.returncode is None and _has_exited(popen.pid):
-            _kill_group(popen.pid)
+        if popen.returncode is None:
+            # Only reap what was seen exited and whose group was killed: reaping a child
+            # that exited between the check and `Popen.poll()` would orphan its group.
+            exited = _has_exited(popen.pid)
+            if exited is False:
+                return None
+            if exited:
+                _kill_group(popen.pid)
         return popen.poll()
 
     def start(self) -> None:
@@ -125,14 +131,14 @@ class ManagedProcess:
         return popen.returncode
 
 
-def _has_exited(pid: int) -> bool:
-    """Whether child `pid` has exited, leaving it unreaped (a zombie) for the caller."""
+def _has_exited(pid: int) -> bool | None:
+    """Whether child `pid` has exited, leaving it unreaped (a zombie) for the caller;
+    None when it was already reaped elsewhere (its id may be reused: kill nothing, and
+    let the caller learn the exit code from Popen)."""
     try:
         status = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
     except ChildProcessError:
-        # Reaped by a concurrent poll: its id may already be reused, so report "not a
-        # zombie" and let the caller learn the exit code from Popen instead.
-        return False
+        return None
     return status is not None
 
 
