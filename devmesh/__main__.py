@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from devmesh.binaries import MissingBinaryError, find_tool, install_postgres
-from devmesh.envoy import EnvoyConfigError, EnvoyProxy, GatewayConfig
+from devmesh.envoy import EnvoyConfigError, EnvoyProxy
 from devmesh.runner import up
 from devmesh.settings import MeshSettings
 
@@ -30,14 +30,7 @@ def envoy_config(output: Path | None) -> int:
     settings = MeshSettings()
     output = output or settings.devmesh_data_dir / "envoy" / "envoy.yaml"
     proxy = EnvoyProxy(
-        GatewayConfig(
-            listener_port=settings.envoy_port,
-            admin_port=settings.envoy_admin_port,
-            dispatcher_port=settings.dispatcher_grpc_port,
-            reporting_port=settings.reporting_grpc_port,
-            ui_port=settings.ui_port,
-            allowed_origins=settings.ui_origins,
-        ),
+        settings.gateway(),
         config_path=output,
     )
     proxy.prepare()

@@ -19,7 +19,7 @@ from typing import Protocol, TextIO
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from devmesh.envoy import EnvoyProxy, GatewayConfig
+from devmesh.envoy import EnvoyProxy
 from devmesh.logstream import prefix_line, prefix_width, pump_lines
 from devmesh.nats import NatsServer
 from devmesh.ports import is_free
@@ -216,14 +216,7 @@ class Mesh:
             self.say(f"warning: {site.root} has no index.html; run `make ui` to build the UI")
         await self._launch(site)
         envoy = EnvoyProxy(
-            GatewayConfig(
-                listener_port=settings.envoy_port,
-                admin_port=settings.envoy_admin_port,
-                dispatcher_port=settings.dispatcher_grpc_port,
-                reporting_port=settings.reporting_grpc_port,
-                ui_port=settings.ui_port,
-                allowed_origins=settings.ui_origins,
-            ),
+            settings.gateway(),
             config_path=data_dir / "envoy" / "envoy.yaml",
         )
         await self._launch(envoy)

@@ -13,6 +13,8 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from devmesh.envoy import GatewayConfig
+
 Port = Annotated[int, Field(ge=1, le=65535)]
 SERVICE_NAMES = ("dispatcher", "classifier", "reporting")
 
@@ -89,6 +91,17 @@ class MeshSettings(BaseSettings):
     @property
     def nats_url(self) -> str:
         return f"nats://127.0.0.1:{self.nats_port}"
+
+    def gateway(self) -> GatewayConfig:
+        """The Envoy gateway these ports and origins describe."""
+        return GatewayConfig(
+            listener_port=self.envoy_port,
+            admin_port=self.envoy_admin_port,
+            dispatcher_port=self.dispatcher_grpc_port,
+            reporting_port=self.reporting_grpc_port,
+            ui_port=self.ui_port,
+            allowed_origins=self.ui_origins,
+        )
 
     @property
     def services(self) -> list[ServiceSpec]:
