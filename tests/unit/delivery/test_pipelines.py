@@ -34,8 +34,11 @@ REQUIRED_TARGETS = {
     "test-unit",
     "test-integration",
     "lint-docker",
+    "ui-typecheck",
+    "ui-gen-check",
+    "test-e2e",
 }
-HEAVY_TARGETS = {"test-unit", "test-integration"}
+HEAVY_TARGETS = {"test-unit", "test-integration", "test-e2e"}
 # Caches Bitbucket predefines; any other cache a step names must be under definitions.caches.
 PREDEFINED_CACHES = {
     "docker",
