@@ -14,10 +14,19 @@ help: ## list the targets
 
 install: $(INSTALLED) ## create .venv with the pinned packages and the binaries the mesh needs
 
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	$(BIN)/python -m devmesh install
 	touch $@
+
+.PHONY: constraints
+constraints: ## re-pin every package (transitive ones too) from a fresh venv into constraints.txt
+	rm -rf .cache/constraints-venv
+	$(PYTHON) -m venv .cache/constraints-venv
+	.cache/constraints-venv/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	{ sed -n '1,3p' constraints.txt; .cache/constraints-venv/bin/pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf .cache/constraints-venv
 
 include mk/*.mk

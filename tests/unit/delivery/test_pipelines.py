@@ -236,7 +236,7 @@ def test_steps_use_the_caches_and_limits(document: dict[str, Any]) -> None:
 def test_venv_cache_is_keyed_on_pyproject(document: dict[str, Any]) -> None:
     venv = document["definitions"]["caches"]["venv"]
     assert venv["path"] == ".venv"
-    assert venv["key"]["files"] == ["pyproject.toml"]
+    assert venv["key"]["files"] == ["pyproject.toml", "constraints.txt"]
     assert (ROOT / "pyproject.toml").is_file()
 
 
