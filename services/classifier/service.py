@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import grpc
 
+from meshkit.errors import StatusFor, status_on_error
 from services.classifier.batcher import Batcher, BatcherStoppedError, Classified
 from services.classifier.model_loader import ModelNotLoadedError
 from services.classifier.preprocess import ImageTooLargeError, UnreadableImageError
 from weather.v1 import classifier_pb2, classifier_pb2_grpc, job_pb2
 
 Context = grpc.aio.ServicerContext[object, object]
+
+STATUSES = (
+    StatusFor(
+        ImageTooLargeError,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "the photo is too large to decode safely: {error}",
+    ),
+    StatusFor(
+        UnreadableImageError, grpc.StatusCode.INVALID_ARGUMENT, "not a usable photo: {error}"
+    ),
+    StatusFor(ModelNotLoadedError, grpc.StatusCode.UNAVAILABLE),
+    StatusFor(BatcherStoppedError, grpc.StatusCode.UNAVAILABLE),
+)
 
 
 def classification_of(classified: Classified) -> job_pb2.Classification:
@@ -34,13 +48,6 @@ class ClassifierService(classifier_pb2_grpc.ClassifierServiceServicer):
     ) -> classifier_pb2.ClassifyResponse:
         if not request.image:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the photo is empty (0 bytes)")
-        try:
+        async with status_on_error(context, STATUSES):
             classified = await self._batcher.classify(request.image)
-        except ImageTooLargeError as error:
-            message = f"the photo is too large to decode safely: {error}"
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
-        except UnreadableImageError as error:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"not a usable photo: {error}")
-        except (ModelNotLoadedError, BatcherStoppedError) as error:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
         return classifier_pb2.ClassifyResponse(classification=classification_of(classified))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import grpc
 
+from meshkit.errors import StatusFor, status_on_error
 from services.dispatcher.jobs import (
     BrokerUnavailableError,
     IdempotencyConflictError,
@@ -18,23 +18,13 @@ from weather.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 
 Context = grpc.aio.ServicerContext[object, object]
 
-STATUS_OF: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
-    (UploadTooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (InvalidImageError, grpc.StatusCode.INVALID_ARGUMENT),
-    (IdempotencyConflictError, grpc.StatusCode.FAILED_PRECONDITION),
-    (JobNotFoundError, grpc.StatusCode.NOT_FOUND),
-    (BrokerUnavailableError, grpc.StatusCode.UNAVAILABLE),
+STATUSES = (
+    StatusFor(UploadTooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    StatusFor(InvalidImageError, grpc.StatusCode.INVALID_ARGUMENT),
+    StatusFor(IdempotencyConflictError, grpc.StatusCode.FAILED_PRECONDITION),
+    StatusFor(JobNotFoundError, grpc.StatusCode.NOT_FOUND),
+    StatusFor(BrokerUnavailableError, grpc.StatusCode.UNAVAILABLE),
 )
-
-
-@asynccontextmanager
-async def status_on_error(context: Context) -> AsyncIterator[None]:
-    """Abort with the status a domain error stands for; anything else stays a bug (UNKNOWN)."""
-    try:
-        yield
-    except tuple(error_type for error_type, _ in STATUS_OF) as error:
-        code = next(code for error_type, code in STATUS_OF if isinstance(error, error_type))
-        await context.abort(code, str(error))
 
 
 class DispatcherService(dispatcher_pb2_grpc.DispatcherServiceServicer):
@@ -44,20 +34,20 @@ class DispatcherService(dispatcher_pb2_grpc.DispatcherServiceServicer):
     async def Submit(
         self, request: dispatcher_pb2.SubmitRequest, context: Context
     ) -> dispatcher_pb2.SubmitResponse:
-        async with status_on_error(context):
+        async with status_on_error(context, STATUSES):
             job = await self._jobs.submit(request.image, request.filename, request.idempotency_key)
         return dispatcher_pb2.SubmitResponse(job=job)
 
     async def GetJob(
         self, request: dispatcher_pb2.GetJobRequest, context: Context
     ) -> dispatcher_pb2.GetJobResponse:
-        async with status_on_error(context):
+        async with status_on_error(context, STATUSES):
             job = await self._jobs.get(request.job_id)
         return dispatcher_pb2.GetJobResponse(job=job)
 
     async def WatchJob(
         self, request: dispatcher_pb2.WatchJobRequest, context: Context
     ) -> AsyncIterator[dispatcher_pb2.WatchJobResponse]:
-        async with status_on_error(context):
+        async with status_on_error(context, STATUSES):
             async for job in self._jobs.watch(request.job_id):
                 yield dispatcher_pb2.WatchJobResponse(job=job)

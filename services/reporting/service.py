@@ -6,11 +6,9 @@ INVALID_ARGUMENT, a database that cannot be reached is UNAVAILABLE (worth a retr
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import grpc
 
+from meshkit.errors import StatusFor, status_on_error
 from services.reporting.query import (
     STATES_BY_NAME,
     Cursor,
@@ -25,16 +23,14 @@ from weather.v1 import job_pb2, reporting_pb2, reporting_pb2_grpc
 Context = grpc.aio.ServicerContext[object, object]
 
 
-@asynccontextmanager
-async def _status_for_domain_errors(context: Context) -> AsyncIterator[None]:
-    try:
-        yield
-    except InvalidRequestError as error:
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
-    except StoreUnavailableError:
-        await context.abort(
-            grpc.StatusCode.UNAVAILABLE, "the reporting database is unavailable; retry later"
-        )
+STATUSES = (
+    StatusFor(InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
+    StatusFor(
+        StoreUnavailableError,
+        grpc.StatusCode.UNAVAILABLE,
+        "the reporting database is unavailable; retry later",
+    ),
+)
 
 
 class ReportingService(reporting_pb2_grpc.ReportingServiceServicer):
@@ -44,7 +40,7 @@ class ReportingService(reporting_pb2_grpc.ReportingServiceServicer):
     async def GetStats(
         self, request: reporting_pb2.GetStatsRequest, context: Context
     ) -> reporting_pb2.GetStatsResponse:
-        async with _status_for_domain_errors(context):
+        async with status_on_error(context, STATUSES):
             stats = await self._store.stats(stats_window(request))
         response = reporting_pb2.GetStatsResponse(total_jobs=stats.total_jobs)
         response.label_counts.extend(
@@ -69,7 +65,7 @@ class ReportingService(reporting_pb2_grpc.ReportingServiceServicer):
     async def ListJobs(
         self, request: reporting_pb2.ListJobsRequest, context: Context
     ) -> reporting_pb2.ListJobsResponse:
-        async with _status_for_domain_errors(context):
+        async with status_on_error(context, STATUSES):
             page = jobs_page(request)
             rows = await self._store.list_jobs(page)
         response = reporting_pb2.ListJobsResponse(jobs=[job_of(row) for row in rows[: page.size]])

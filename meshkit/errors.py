@@ -1,0 +1,35 @@
+"""Domain errors become gRPC status codes here, once, at the edge of every service."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import grpc
+
+
+@dataclass(frozen=True)
+class StatusFor:
+    """How one domain error type reaches the client.
+
+    `message` is a template formatted with `error=` (the exception); the default passes the
+    error's own words through. A fixed message keeps internals (a database error) private.
+    """
+
+    error_type: type[Exception]
+    code: grpc.StatusCode
+    message: str = "{error}"
+
+
+@asynccontextmanager
+async def status_on_error(
+    context: grpc.aio.ServicerContext[object, object], statuses: Sequence[StatusFor]
+) -> AsyncIterator[None]:
+    """Abort with the status of the first entry the error is an instance of (list subclasses
+    before their bases); any other exception stays a bug and surfaces as UNKNOWN."""
+    try:
+        yield
+    except tuple(status.error_type for status in statuses) as error:
+        status = next(status for status in statuses if isinstance(error, status.error_type))
+        await context.abort(status.code, status.message.format(error=error))
