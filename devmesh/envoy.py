@@ -15,9 +15,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from devmesh.binaries import find_tool
+from devmesh.launcher import Launcher
 from devmesh.ports import LOOPBACK
 from devmesh.process import ManagedProcess
-from devmesh.readiness import http_status, wait_until
+from devmesh.readiness import http_status
 
 MIB = 1024 * 1024
 UPLOAD_CAP_BYTES = 10 * MIB
@@ -92,8 +93,11 @@ def render_config(config: GatewayConfig, template: str) -> str:
     )
 
 
-class EnvoyProxy:
+class EnvoyProxy(Launcher):
     """Envoy run from a rendered config file; hot restart off so several can share a host."""
+
+    name = "Envoy"
+    readiness = "ready"
 
     def __init__(
         self,
@@ -110,7 +114,7 @@ class EnvoyProxy:
         self.config_path = config_path
         self.template_path = template_path or default_template_path()
         self.binary = binary or find_tool("envoy")
-        self.process = ManagedProcess(
+        self._process = ManagedProcess(
             "envoy",
             [
                 str(self.binary),
@@ -146,19 +150,5 @@ class EnvoyProxy:
                 f"envoy rejected {self.config_path}:\n{result.stdout}{result.stderr}"
             )
 
-    def spawn(self) -> None:
-        self.process.start()
-
     def is_ready(self) -> bool:
         return http_status(LOOPBACK, self.config.admin_port, "/ready") == 200
-
-    def wait_ready(self, timeout: float = 20.0) -> None:
-        wait_until(self.is_ready, self.process, timeout=timeout, what="ready")
-
-    def start(self, timeout: float = 20.0) -> None:
-        self.prepare()
-        self.spawn()
-        self.wait_ready(timeout)
-
-    def stop(self, grace: float = 10.0) -> int | None:
-        return self.process.stop(grace)

@@ -11,9 +11,10 @@ import json
 from pathlib import Path
 
 from devmesh.binaries import find_tool
+from devmesh.launcher import Launcher
 from devmesh.ports import LOOPBACK
 from devmesh.process import ManagedProcess
-from devmesh.readiness import http_status, wait_until
+from devmesh.readiness import http_status
 
 CONFIG_FILE_NAME = "nats-server.conf"
 
@@ -33,8 +34,14 @@ def render_nats_config(
     )
 
 
-class NatsServer:
-    """A restartable nats-server: `start()`, `stop()`, `start()` again keeps port and store."""
+class NatsServer(Launcher):
+    """A restartable nats-server: `start()`, `stop()`, `start()` again keeps port and store.
+
+    `stop` sends SIGTERM (nats-server flushes and closes the store), SIGKILL after the grace.
+    """
+
+    name = "nats-server"
+    readiness = "serving JetStream"
 
     def __init__(
         self,
@@ -54,7 +61,7 @@ class NatsServer:
         self.server_name = server_name
         self.config_path = store_dir / CONFIG_FILE_NAME
         binary = binary or find_tool("nats-server")
-        self.process = ManagedProcess(
+        self._process = ManagedProcess(
             "nats", [str(binary), "-c", str(self.config_path)], log_path=log_path
         )
 
@@ -79,22 +86,7 @@ class NatsServer:
             )
         )
 
-    def spawn(self) -> None:
-        self.process.start()
-
     def is_ready(self) -> bool:
         """JetStream is up, not merely the listener: /healthz checks the JetStream subsystem."""
         status = http_status(self.host, self.monitor_port, "/healthz?js-enabled-only=true")
         return status == 200
-
-    def wait_ready(self, timeout: float = 20.0) -> None:
-        wait_until(self.is_ready, self.process, timeout=timeout, what="serving JetStream")
-
-    def start(self, timeout: float = 20.0) -> None:
-        self.prepare()
-        self.spawn()
-        self.wait_ready(timeout)
-
-    def stop(self, grace: float = 10.0) -> int | None:
-        """SIGTERM (nats-server flushes and closes the store), SIGKILL after `grace`."""
-        return self.process.stop(grace)

@@ -18,6 +18,7 @@ import psycopg
 from psycopg import sql
 
 from devmesh.binaries import postgres_bin_dir
+from devmesh.launcher import Launcher
 from devmesh.ports import LOOPBACK
 from devmesh.privileges import (
     SERVICE_USER,
@@ -28,7 +29,6 @@ from devmesh.privileges import (
     ensure_service_user,
 )
 from devmesh.process import ManagedProcess
-from devmesh.readiness import wait_until
 
 DEFAULT_DATABASE = "weather"
 DEFAULT_SUPERUSER = "weather"
@@ -45,8 +45,13 @@ class PostgresError(RuntimeError):
     """initdb failed, or the data directory is not one we can use."""
 
 
-class PostgresServer:
+class PostgresServer(Launcher):
     """initdb once, then `start()`/`stop()` as often as needed on the same data directory."""
+
+    name = "PostgreSQL"
+    readiness = "accepting connections"
+    start_timeout = 30.0
+    stop_grace = 30.0
 
     def __init__(
         self,
@@ -70,7 +75,6 @@ class PostgresServer:
         self.log_path = log_path
         self.bin_dir = bin_dir
         self.service_user_name = service_user
-        self._process: ManagedProcess | None = None
 
     @property
     def dsn(self) -> str:
@@ -78,12 +82,6 @@ class PostgresServer:
 
     def dsn_for(self, database: str) -> str:
         return f"postgresql://{self.superuser}@{self.host}:{self.port}/{database}"
-
-    @property
-    def process(self) -> ManagedProcess:
-        if self._process is None:
-            raise RuntimeError("PostgreSQL has not been prepared yet; call prepare() or start()")
-        return self._process
 
     def _run_as(self) -> ServiceUser | None:
         return ensure_service_user(self.service_user_name) if current_user_is_root() else None
@@ -182,9 +180,6 @@ class PostgresServer:
         if result.returncode != 0:
             raise PostgresError(f"initdb failed:\n{result.stdout}{result.stderr}")
 
-    def spawn(self) -> None:
-        self.process.start()
-
     def is_ready(self) -> bool:
         try:
             with psycopg.connect(self.dsn_for("postgres"), connect_timeout=2) as connection:
@@ -192,9 +187,6 @@ class PostgresServer:
         except psycopg.OperationalError:
             return False
         return True
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        wait_until(self.is_ready, self.process, timeout=timeout, what="accepting connections")
 
     def create_database(self, name: str) -> str:
         """Create database `name` unless it exists; return its DSN."""
@@ -213,12 +205,7 @@ class PostgresServer:
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float | None = None) -> None:
         """initdb if needed, start, wait until it accepts queries, create the database."""
-        self.prepare()
-        self.spawn()
-        self.wait_ready(timeout)
+        super().start(timeout)
         self.create_database(self.database)
-
-    def stop(self, grace: float = 30.0) -> int | None:
-        return self._process.stop(grace) if self._process else None

@@ -14,12 +14,13 @@ import signal
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import TextIO
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devmesh.envoy import EnvoyProxy
+from devmesh.launcher import Launcher
 from devmesh.logstream import prefix_line, prefix_width, pump_lines
 from devmesh.nats import NatsServer
 from devmesh.ports import is_free
@@ -33,19 +34,6 @@ EXIT_OK = 0
 EXIT_CHILD_FAILED = 1
 EXIT_CANNOT_START = 2
 CHILD_POLL_SECONDS = 0.2
-
-
-class Launcher(Protocol):
-    """What the runner needs from NatsServer, PostgresServer and EnvoyProxy."""
-
-    @property
-    def process(self) -> ManagedProcess: ...
-
-    def prepare(self) -> None: ...
-
-    def spawn(self) -> None: ...
-
-    def wait_ready(self, timeout: float) -> None: ...
 
 
 class StartupError(RuntimeError):

@@ -24,9 +24,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from devmesh.launcher import Launcher
 from devmesh.ports import LOOPBACK
 from devmesh.process import ManagedProcess
-from devmesh.readiness import http_status, wait_until
+from devmesh.readiness import http_status
 
 NOT_BUILT_PAGE = (
     b"<!doctype html><title>weather-mesh</title>"
@@ -92,13 +93,18 @@ def serve(root: Path, port: int, host: str = LOOPBACK) -> None:
         server.serve_forever()
 
 
-class StaticSite:
-    """The file server as a devmesh child (the runner's Launcher shape)."""
+class StaticSite(Launcher):
+    """The file server as a devmesh child."""
+
+    name = "UI file server"
+    readiness = "serving"
+    start_timeout = 10.0
+    stop_grace = 5.0
 
     def __init__(self, *, port: int, root: Path | None = None, log_path: Path | None = None):
         self.port = port
         self.root = root or default_ui_root()
-        self.process = ManagedProcess(
+        self._process = ManagedProcess(
             "ui",
             [sys.executable, "-m", "devmesh.static", "--port", str(port), "--root", str(self.root)],
             log_path=log_path,
@@ -108,24 +114,8 @@ class StaticSite:
     def built(self) -> bool:
         return (self.root / "index.html").is_file()
 
-    def prepare(self) -> None:
-        return None
-
-    def spawn(self) -> None:
-        self.process.start()
-
     def is_ready(self) -> bool:
         return http_status(LOOPBACK, self.port, "/") is not None
-
-    def wait_ready(self, timeout: float = 10.0) -> None:
-        wait_until(self.is_ready, self.process, timeout=timeout, what="serving")
-
-    def start(self, timeout: float = 10.0) -> None:
-        self.spawn()
-        self.wait_ready(timeout)
-
-    def stop(self, grace: float = 5.0) -> int | None:
-        return self.process.stop(grace)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
