@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
+
 from tests.unit.istio.grpc_paths import known_method_paths
 from tests.unit.istio.manifests import FLOW_TABLE, Manifest, load_yaml
 from tests.unit.istio.mesh_eval import MeshPolicy, Request, Workload
@@ -28,6 +30,8 @@ EDGE_BARE_REQUEST = ("GET", "/")  # what a browser asks the edge for with no gRP
 ROLES_CLAIM = "roles"
 PLAINTEXT_PARTY = "<plaintext>"
 ANYONE = "<anyone>"
+# Where the flow-table test leaves its summary for the end-of-run report (conftest.py).
+FLOW_SUMMARY = pytest.StashKey[str]()
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,8 @@ class Evaluation:
         return (
             f"flows: {self.allowed_ok} allowed ok, {self.refused_ok} refused ok, "
             f"{len(self.mismatches or [])} mismatches, "
-            f"{self.left_to_network_policy} to unproxied destinations left to NetworkPolicy"
+            f"{self.left_to_network_policy} left to NetworkPolicy (no proxy at the destination, "
+            "or a plaintext source Istio cannot tell apart)"
         )
 
 

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from tests.unit.istio.flow_table import FlowJudge, FlowTable, strict_violations
+import pytest
+
+from tests.unit.istio.flow_table import FLOW_SUMMARY, FlowJudge, FlowTable, strict_violations
 from tests.unit.istio.grpc_paths import known_method_paths
 from tests.unit.istio.manifests import Manifest
 from tests.unit.istio.mesh_eval import MeshPolicy
 
 
 def test_policies_allow_every_needed_flow_and_refuse_everything_else(
-    manifests: list[Manifest], flow_table: FlowTable
+    manifests: list[Manifest], flow_table: FlowTable, pytestconfig: pytest.Config
 ) -> None:
     evaluation = FlowJudge(flow_table, manifests).evaluate()
-    print(evaluation.summary())  # the figure quoted in the README (pytest -s shows it)
+    pytestconfig.stash[FLOW_SUMMARY] = evaluation.summary()
     mismatches = [verdict.describe() for verdict in evaluation.mismatches or []]
     assert mismatches == [], "\n".join(mismatches)
     assert evaluation.allowed_ok
