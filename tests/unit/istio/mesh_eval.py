@@ -106,7 +106,7 @@ class _Attributes:
 
 HTTP_ONLY_SOURCE = {"requestPrincipals", "notRequestPrincipals"}
 SOURCE_FIELDS = {"principals", "notPrincipals", "namespaces", "notNamespaces"} | HTTP_ONLY_SOURCE
-HTTP_ONLY_OPERATION = {"methods", "notMethods", "paths", "notPaths", "hosts", "notHosts"}
+HTTP_ONLY_OPERATION = {"methods", "notMethods", "paths", "notPaths"}  # hosts: not modelled
 OPERATION_FIELDS = {"ports", "notPorts"} | HTTP_ONLY_OPERATION
 
 
@@ -304,11 +304,22 @@ def _rule_matches(rule: Mapping[str, Any], attributes: _Attributes, action: str)
     )
 
 
-def _source_matches(source: Mapping[str, Any], attributes: _Attributes, action: str) -> bool:
-    unknown = set(source) - SOURCE_FIELDS
+def _unmatchable_on_tcp(
+    entry: Mapping[str, Any],
+    known: set[str],
+    http_only: set[str],
+    attributes: _Attributes,
+    action: str,
+) -> bool:
+    """Reject fields we do not model; True when HTTP-only fields make the entry fail on TCP."""
+    unknown = set(entry) - known
     if unknown:
-        raise UnsupportedPolicyError(f"source fields {sorted(unknown)}")
-    if not attributes.is_http and set(source) & HTTP_ONLY_SOURCE and not _tcp_verdict(action):
+        raise UnsupportedPolicyError(f"fields {sorted(unknown)} are not modelled")
+    return not attributes.is_http and bool(set(entry) & http_only) and not _tcp_verdict(action)
+
+
+def _source_matches(source: Mapping[str, Any], attributes: _Attributes, action: str) -> bool:
+    if _unmatchable_on_tcp(source, SOURCE_FIELDS, HTTP_ONLY_SOURCE, attributes, action):
         return False
     return (
         _positive_negative(source, "principals", attributes.principal)
@@ -321,13 +332,8 @@ def _source_matches(source: Mapping[str, Any], attributes: _Attributes, action: 
 
 
 def _operation_matches(operation: Mapping[str, Any], attributes: _Attributes, action: str) -> bool:
-    unknown = set(operation) - OPERATION_FIELDS
-    if unknown:
-        raise UnsupportedPolicyError(f"operation fields {sorted(unknown)}")
-    if not attributes.is_http and set(operation) & HTTP_ONLY_OPERATION and not _tcp_verdict(action):
+    if _unmatchable_on_tcp(operation, OPERATION_FIELDS, HTTP_ONLY_OPERATION, attributes, action):
         return False
-    if "hosts" in operation or "notHosts" in operation:
-        raise UnsupportedPolicyError("hosts/notHosts are not modelled")
     return _positive_negative(operation, "ports", str(attributes.port)) and (
         not attributes.is_http
         or (
