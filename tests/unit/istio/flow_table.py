@@ -16,7 +16,7 @@ refusal there means "even an operator cannot"; the role split itself is tested o
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -140,12 +140,12 @@ class Evaluation:
     allowed_ok: int = 0
     refused_ok: int = 0
     left_to_network_policy: int = 0
-    mismatches: list[Verdict] | None = None
+    mismatches: list[Verdict] = field(default_factory=list)
 
     def summary(self) -> str:
         return (
             f"flows: {self.allowed_ok} allowed ok, {self.refused_ok} refused ok, "
-            f"{len(self.mismatches or [])} mismatches, "
+            f"{len(self.mismatches)} mismatches, "
             f"{self.left_to_network_policy} left to NetworkPolicy (no proxy at the destination, "
             "or a plaintext source Istio cannot tell apart)"
         )
@@ -177,7 +177,7 @@ class FlowJudge:
         return [self.request(flow, method) for method in flow.methods or (None,)]
 
     def evaluate(self) -> Evaluation:
-        evaluation = Evaluation(mismatches=[])
+        evaluation = Evaluation()
         for expected_allowed, flows in ((True, self.table.allowed), (False, self.table.denied)):
             for flow in flows:
                 for request in self._requests(flow):
@@ -189,7 +189,6 @@ class FlowJudge:
     def _judge(
         self, evaluation: Evaluation, request: Request, expected_allowed: bool, why: str
     ) -> None:
-        assert evaluation.mismatches is not None
         if not self.mesh.is_proxied(request.destination):
             evaluation.left_to_network_policy += 1
             if not expected_allowed:  # a `denied` flow Istio cannot see is a table mistake

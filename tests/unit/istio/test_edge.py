@@ -136,3 +136,14 @@ def test_the_ui_and_preflights_need_no_token_but_only_with_their_methods(
     assert _call(edge, SUBMIT, None, "OPTIONS")
     assert not _call(edge, SUBMIT, None, "GET")  # a GET on an API path is not the UI
     assert not _call(edge, "/", None, "POST")
+
+
+def test_gateway_and_edge_routes_serve_the_same_public_host(manifests: list[Manifest]) -> None:
+    service, _ = _edge_routes(manifests)
+    gateway = next(g for g in of_kind(manifests, "Gateway") if g["metadata"]["name"] == "edge")
+    served = {host.split("/", 1)[1] for s in gateway["spec"]["servers"] for host in s["hosts"]}
+    assert served == set(service["spec"]["hosts"])
+    assert all(
+        s["tls"].get("httpsRedirect") or s["tls"].get("credentialName")
+        for s in gateway["spec"]["servers"]
+    ), "every server either redirects to HTTPS or terminates TLS"

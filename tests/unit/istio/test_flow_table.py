@@ -15,7 +15,7 @@ def test_policies_allow_every_needed_flow_and_refuse_everything_else(
 ) -> None:
     evaluation = FlowJudge(flow_table, manifests).evaluate()
     pytestconfig.stash[FLOW_SUMMARY] = evaluation.summary()
-    mismatches = [verdict.describe() for verdict in evaluation.mismatches or []]
+    mismatches = [verdict.describe() for verdict in evaluation.mismatches]
     assert mismatches == [], "\n".join(mismatches)
     assert evaluation.allowed_ok
     assert evaluation.refused_ok
