@@ -1,0 +1,77 @@
+"""The Istio policy of `istio/` as the app stack applies it.
+
+`istio/*.yaml` is readable YAML a reviewer audits without Python; the app stack applies every
+document in it (the flow table excepted: it is a spec, not an object). One thing is set per
+environment: the classifier canary's share, a VirtualService `classifier` whose route has the
+subsets `stable` and `canary` gets weights 100-w / w from the environment's `canary_weight`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from weather_deploy.contract import APP_NAMESPACE, CANARY, STABLE
+
+Manifest = dict[str, Any]
+FLOW_TABLE = "flows.yaml"
+CANARY_ROUTE = "classifier"
+
+
+def load_istio_objects(folder: Path) -> list[Manifest]:
+    """Every YAML document of every `*.yaml` in `folder` but the flow table, in file order."""
+    objects: list[Manifest] = []
+    for path in sorted(folder.glob("*.yaml")):
+        if path.name == FLOW_TABLE:
+            continue
+        for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            if document is None:
+                continue
+            if not isinstance(document, dict) or "kind" not in document:
+                raise ValueError(f"{path}: a document that is not a Kubernetes object")
+            objects.append(document)
+    return objects
+
+
+def _canary_destinations(virtual_service: Manifest) -> Iterable[list[Manifest]]:
+    for route in virtual_service.get("spec", {}).get("http", []):
+        destinations: list[Manifest] = route.get("route", [])
+        subsets = {d.get("destination", {}).get("subset") for d in destinations}
+        if {STABLE, CANARY} <= subsets:
+            yield destinations
+
+
+def with_canary_weight(objects: Iterable[Manifest], canary_weight: int) -> list[Manifest]:
+    """The objects with the classifier route split stable 100-w / canary w.
+
+    Fails when no VirtualService `classifier` (namespace weather) routes to both subsets: the
+    environment's canary setting would otherwise move nothing, silently.
+    """
+    if not 0 <= canary_weight <= 100:
+        raise ValueError(f"canary weight {canary_weight} is not a percentage")
+    result = [copy.deepcopy(obj) for obj in objects]
+    split_routes = 0
+    for obj in result:
+        meta = obj.get("metadata", {})
+        if obj.get("kind") != "VirtualService" or meta.get("name") != CANARY_ROUTE:
+            continue
+        if meta.get("namespace", APP_NAMESPACE) != APP_NAMESPACE:
+            continue
+        for destinations in _canary_destinations(obj):
+            split_routes += 1
+            for destination in destinations:
+                subset = destination.get("destination", {}).get("subset")
+                if subset == STABLE:
+                    destination["weight"] = 100 - canary_weight
+                elif subset == CANARY:
+                    destination["weight"] = canary_weight
+    if not split_routes:
+        raise ValueError(
+            f"no VirtualService {CANARY_ROUTE!r} in namespace {APP_NAMESPACE!r} routes to "
+            f"subsets {STABLE!r} and {CANARY!r}: the canary weight has nothing to set"
+        )
+    return result
