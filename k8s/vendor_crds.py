@@ -39,7 +39,8 @@ USED: dict[str, tuple[str, ...]] = {
 
 
 def vendored(source: Path, kinds: tuple[str, ...]) -> str:
-    documents = [d for d in yaml.safe_load_all(source.read_text(encoding="utf-8")) if d]
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    documents = [d for d in yaml.load_all(source.read_text(encoding="utf-8"), Loader=loader) if d]
     picked = [d for d in documents if d.get("spec", {}).get("names", {}).get("kind") in kinds]
     missing = set(kinds) - {d["spec"]["names"]["kind"] for d in picked}
     if missing:
@@ -49,7 +50,8 @@ def vendored(source: Path, kinds: tuple[str, ...]) -> str:
         f"# Vendored from ../shared/k8s/crds/{source.name} (sha256 {digest}) by "
         f"k8s/vendor_crds.py: the CRDs of {', '.join(kinds)}. Do not edit by hand.\n"
     )
-    body = yaml.safe_dump_all(picked, sort_keys=True, width=1000)
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    body = yaml.dump_all(picked, Dumper=dumper, sort_keys=True, width=1000)
     return header + body
 
 
