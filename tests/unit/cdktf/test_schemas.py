@@ -66,7 +66,7 @@ def test_an_unknown_field_in_a_custom_resource_is_refused(prod: Synthesized) -> 
 
 
 def test_an_unknown_field_in_an_istio_object_is_refused() -> None:
-    route = {
+    route: dict[str, Any] = {
         "apiVersion": "networking.istio.io/v1",
         "kind": "VirtualService",
         "metadata": {"name": "x", "namespace": "weather"},
