@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import os
-import subprocess  # nosec B404: git, with fixed arguments
+import subprocess  # nosec B404 - git with fixed arguments
 import sys
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from weather_deploy.stacks import Target, build  # noqa: E402
 
 def git_short_head() -> str:
     """The images' default tag (CONTRACT.md: `git rev-parse --short HEAD`)."""
-    found = subprocess.run(  # nosec B603 B607: fixed command, no shell
+    found = subprocess.run(  # nosec B603 B607 - fixed argv, no shell
         ["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True
     )
     return found.stdout.strip() or "latest"

@@ -41,6 +41,7 @@ $(HELM): mk/deploy.mk | $(INSTALLED)
 test-unit: $(HELM)
 
 synth: $(INSTALLED) ## Terraform JSON of every stack for ENV (dev|staging|prod) into cdktf.out/
+	rm -rf $(CDKTF_OUT)
 	cd cdktf && WEATHER_ENV=$(ENV) KUBE_CONTEXT=$(KUBE_CONTEXT) CDKTF_OUTDIR=$(CDKTF_OUT) \
 	  JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(BIN)/python main.py
 	@echo "synth: ENV=$(ENV) stacks: $$(ls $(CDKTF_OUT)/stacks | tr '\n' ' ')"
@@ -53,7 +54,8 @@ define terraform_each
 	  echo "$@: no AWS credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID or ~/.aws/credentials); or set KUBE_CONTEXT=<context> to use an existing cluster" >&2; exit 2; fi
 	@for stack in $(STACK); do \
 	  echo "== $@ $$stack (ENV=$(ENV))"; \
-	  $(TERRAFORM) -chdir=$(CDKTF_OUT)/stacks/$$stack init -input=false && \
+	  $(TERRAFORM) -chdir=$(CDKTF_OUT)/stacks/$$stack init -input=false || { \
+	    echo "$@: terraform init of $$stack failed: it needs the Terraform registry (providers, modules), and the state backend with your credentials" >&2; exit 1; }; \
 	  $(TERRAFORM) -chdir=$(CDKTF_OUT)/stacks/$$stack $(1) -input=false || exit 1; \
 	done
 endef

@@ -25,13 +25,17 @@ TERMINATION_MARGIN_SECONDS = 15
 # The classifier loads TensorFlow and its model before it is SERVING: allow it 5 minutes.
 STARTUP_BUDGET_SECONDS = 300
 PROBE_PERIOD_SECONDS = 5
+# A pod listens on its own network namespace; Istio and the NetworkPolicies guard it.
+ALL_INTERFACES = "0.0.0.0"  # nosec B104 - inside the pod
+# The only writable path: an emptyDir, as the images expect (no writes outside /tmp).
+TMP_MOUNT = {"name": "tmp", "mountPath": "/tmp"}  # nosec B108 - a mount point, not a file
 
 
 def cluster_settings(env: Environment, service: ServiceName) -> dict[str, Any]:
     """The settings a service needs in the cluster, by field name (validated by its class)."""
     return {
-        "grpc_host": "0.0.0.0",  # nosec B104: a pod listens on its own interface
-        "metrics_host": "0.0.0.0",  # nosec B104
+        "grpc_host": ALL_INTERFACES,
+        "metrics_host": ALL_INTERFACES,
         "nats_url": f"nats://{NATS_CLIENT.address}",
         **env.service_overrides.get(service, {}),
     }
@@ -222,7 +226,7 @@ def service_container(
         "env": telemetry_env(service, env),
         "resources": _resources(env.workload(service)),
         "securityContext": _container_security(),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # nosec B108: an emptyDir
+        "volumeMounts": [TMP_MOUNT],
         **_grpc_probes(grpc_port(service_env)),
     }
 
@@ -358,7 +362,7 @@ def migrations_job(
         "envFrom": [{"secretRef": {"name": secret_name}}],
         "resources": _resources(env.reporting),
         "securityContext": _container_security(),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # nosec B108: an emptyDir
+        "volumeMounts": [TMP_MOUNT],
     }
     template = _pod_template(
         labels=labels,
@@ -388,7 +392,7 @@ def static_site(name: str, *, image: str, port: int, env: Environment) -> list[M
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
         "resources": _resources(env.ui),
         "securityContext": _container_security(),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # nosec B108: an emptyDir
+        "volumeMounts": [TMP_MOUNT],
         "readinessProbe": {"httpGet": http_get, "periodSeconds": PROBE_PERIOD_SECONDS},
         "livenessProbe": {"httpGet": http_get, "periodSeconds": 10},
         "env": telemetry_env(name, env),

@@ -143,3 +143,24 @@ def test_environments_differ_only_in_data(env: str) -> None:
     config = ENVIRONMENTS[env]  # type: ignore[index]
     assert config.name == env
     assert config.classifier.max_replicas >= config.classifier.replicas
+
+
+def test_platform_stack_alone_has_the_pinned_nats_release() -> None:
+    """The platform stack on its own, through cdktf's Testing assertions."""
+    from cdktf import Testing
+
+    from weather_deploy.stacks import Target, kube_context_access, platform_stack
+
+    env = ENVIRONMENTS["dev"]
+    target = Target(kube_context="kind-weather")
+    stack = platform_stack(Testing.app(), env, target, kube_context_access(target))
+    synthesized = Testing.synth(stack)
+    nats = next(r for r in releases(env) if r.name == "nats")
+    assert Testing.to_have_resource_with_properties(
+        synthesized,
+        "helm_release",
+        {"name": "nats", "repository": nats.chart.repository, "version": nats.chart.version},
+    )
+    assert not Testing.to_have_resource_with_properties(
+        synthesized, "helm_release", {"name": "nats", "version": "0.0.1"}
+    )
