@@ -9,6 +9,7 @@ Apply order (each plans against what the previous one created):
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import math
 from dataclasses import dataclass
@@ -79,6 +80,11 @@ def _state(stack: TerraformStack, env: Environment, target: Target, name: str) -
         )
 
 
+def _subnets(cidr: str, prefix: int, *, first: int, count: int) -> list[str]:
+    subnets = itertools.islice(ipaddress.ip_network(cidr).subnets(new_prefix=prefix), first, None)
+    return [str(subnet) for subnet in itertools.islice(subnets, count)]
+
+
 def cluster_stack(app: App, env: Environment) -> tuple[TerraformStack, ClusterAccess]:
     """The managed cluster: terraform-aws-modules' VPC and EKS modules, pinned by major."""
     stack = builders.new_stack(app, "cluster")
@@ -92,7 +98,6 @@ def cluster_stack(app: App, env: Environment) -> tuple[TerraformStack, ClusterAc
             "default_tags": {"tags": {"project": "weather-mesh", "environment": env.name}},
         },
     )
-    prefix = int(cluster.vpc_cidr.split("/")[1])
     zones = list(cluster.availability_zones)
     vpc = builders.module(
         stack,
@@ -103,14 +108,10 @@ def cluster_stack(app: App, env: Environment) -> tuple[TerraformStack, ClusterAc
             "name": cluster.name,
             "cidr": cluster.vpc_cidr,
             "azs": zones,
-            "private_subnets": [
-                f'${{cidrsubnet("{cluster.vpc_cidr}", {20 - prefix}, {i})}}'
-                for i in range(len(zones))
-            ],
-            "public_subnets": [
-                f'${{cidrsubnet("{cluster.vpc_cidr}", {24 - prefix}, {200 + i})}}'
-                for i in range(len(zones))
-            ],
+            # one large private subnet per zone for the nodes and pods (/20 each, from the
+            # start of the range), one small public one for the load balancers (/24, from .200)
+            "private_subnets": _subnets(cluster.vpc_cidr, 20, first=0, count=len(zones)),
+            "public_subnets": _subnets(cluster.vpc_cidr, 24, first=200, count=len(zones)),
             "enable_nat_gateway": True,
             "single_nat_gateway": env.name != "prod",
             "public_subnet_tags": {"kubernetes.io/role/elb": "1"},

@@ -60,32 +60,26 @@ def namespace(name: str, *, mesh: bool) -> Manifest:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
 
 
-def service_account(name: str) -> Manifest:
+def named_object(api_version: str, kind: str, name: str, **body: Any) -> Manifest:
+    """An object of ours in the app namespace, labelled with its name."""
     return {
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
+        "apiVersion": api_version,
+        "kind": kind,
         "metadata": metadata(name, {"app.kubernetes.io/name": name}),
-        "automountServiceAccountToken": False,
+        **body,
     }
+
+
+def service_account(name: str) -> Manifest:
+    return named_object("v1", "ServiceAccount", name, automountServiceAccountToken=False)
 
 
 def config_map(name: str, data: dict[str, str]) -> Manifest:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": metadata(name, {"app.kubernetes.io/name": name}),
-        "data": data,
-    }
+    return named_object("v1", "ConfigMap", name, data=data)
 
 
 def secret(name: str, string_data: dict[str, str]) -> Manifest:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "Opaque",
-        "metadata": metadata(name, {"app.kubernetes.io/name": name}),
-        "stringData": string_data,
-    }
+    return named_object("v1", "Secret", name, type="Opaque", stringData=string_data)
 
 
 def _resources(workload: Workload) -> Manifest:
@@ -96,26 +90,26 @@ def _resources(workload: Workload) -> Manifest:
     }
 
 
-def _container_security() -> Manifest:
+def _non_root() -> Manifest:
     return {
         "runAsNonRoot": True,
         "runAsUser": RUN_AS_USER,
         "runAsGroup": RUN_AS_USER,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _container_security() -> Manifest:
+    return {
+        **_non_root(),
         "readOnlyRootFilesystem": True,
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
     }
 
 
 def _pod_security() -> Manifest:
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": RUN_AS_USER,
-        "runAsGroup": RUN_AS_USER,
-        "fsGroup": RUN_AS_USER,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
+    return {**_non_root(), "fsGroup": RUN_AS_USER}
 
 
 def _spread(labels: dict[str, str]) -> list[Manifest]:
@@ -260,11 +254,11 @@ def deployment(
 
 
 def grpc_service(name: str, service_env: ServiceEnvironment) -> Manifest:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": metadata(name, {"app.kubernetes.io/name": name}),
-        "spec": {
+    return named_object(
+        "v1",
+        "Service",
+        name,
+        spec={
             # Stable and canary pods alike: Istio's DestinationRule subsets split them.
             "selector": {"app.kubernetes.io/name": name},
             "ports": [
@@ -282,27 +276,27 @@ def grpc_service(name: str, service_env: ServiceEnvironment) -> Manifest:
                 },
             ],
         },
-    }
+    )
 
 
 def disruption_budget(name: str) -> Manifest:
-    return {
-        "apiVersion": "policy/v1",
-        "kind": "PodDisruptionBudget",
-        "metadata": metadata(name, {"app.kubernetes.io/name": name}),
-        "spec": {
+    return named_object(
+        "policy/v1",
+        "PodDisruptionBudget",
+        name,
+        spec={
             "maxUnavailable": 1,
             "selector": {"matchLabels": {"app.kubernetes.io/name": name, "version": STABLE}},
         },
-    }
+    )
 
 
 def cpu_autoscaler(name: str, workload: Workload) -> Manifest:
-    return {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": metadata(name, {"app.kubernetes.io/name": name}),
-        "spec": {
+    return named_object(
+        "autoscaling/v2",
+        "HorizontalPodAutoscaler",
+        name,
+        spec={
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
             "minReplicas": workload.replicas,
             "maxReplicas": workload.max_replicas,
@@ -316,18 +310,18 @@ def cpu_autoscaler(name: str, workload: Workload) -> Manifest:
                 }
             ],
         },
-    }
+    )
 
 
 def queue_lag_scaler(
     name: str, workload: Workload, *, stream: str, consumer: str, lag_per_replica: int
 ) -> Manifest:
     """KEDA ScaledObject on the JetStream consumer's lag (every metadata value a string)."""
-    return {
-        "apiVersion": "keda.sh/v1alpha1",
-        "kind": "ScaledObject",
-        "metadata": metadata(name, {"app.kubernetes.io/name": name}),
-        "spec": {
+    return named_object(
+        "keda.sh/v1alpha1",
+        "ScaledObject",
+        name,
+        spec={
             "scaleTargetRef": {"name": name},
             "minReplicaCount": workload.replicas,
             "maxReplicaCount": workload.max_replicas,
@@ -347,7 +341,7 @@ def queue_lag_scaler(
                 }
             ],
         },
-    }
+    )
 
 
 def migrations_job(
@@ -397,15 +391,15 @@ def static_site(name: str, *, image: str, port: int, env: Environment) -> list[M
         "livenessProbe": {"httpGet": http_get, "periodSeconds": 10},
         "env": telemetry_env(name, env),
     }
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": metadata(name, {"app.kubernetes.io/name": name}),
-        "spec": {
+    service = named_object(
+        "v1",
+        "Service",
+        name,
+        spec={
             "selector": {"app.kubernetes.io/name": name},
             "ports": [{"name": "http", "port": port, "targetPort": "http", "appProtocol": "http"}],
         },
-    }
+    )
     return [
         service_account(name),
         deployment(
