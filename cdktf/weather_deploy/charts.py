@@ -8,6 +8,7 @@ Versions must equal ../shared/k8s/README.md's table; a test compares them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from weather_deploy.builders import ChartPin
@@ -26,6 +27,7 @@ from weather_deploy.contract import (
     OBSERVABILITY_NAMESPACE,
     ServiceHost,
 )
+from weather_deploy.istio_objects import ISTIO_DIR, load_istiod_values, merged
 
 ISTIO_REPOSITORY = "https://istio-release.storage.googleapis.com/charts"
 ISTIO_VERSION = "1.30.3"
@@ -61,8 +63,10 @@ class Release:
     values: dict[str, Any]
 
 
-def istiod_values(env: Environment) -> dict[str, Any]:
-    return {
+def istiod_values(env: Environment, istio_dir: Path = ISTIO_DIR) -> dict[str, Any]:
+    """Ours (replicas, sampling, the Jaeger provider), then what istio/istiod-values.yaml asks
+    for on top (the mesh settings the Istio policies rely on)."""
+    ours = {
         "pilot": {
             "replicaCount": 2 if env.name == "prod" else 1,
             "traceSampling": round(env.trace_sampling_ratio * 100, 2),
@@ -80,6 +84,7 @@ def istiod_values(env: Environment) -> dict[str, Any]:
             "defaultProviders": {"tracing": [TRACING_PROVIDER]},
         },
     }
+    return merged(ours, load_istiod_values(istio_dir))
 
 
 def gateway_values(env: Environment) -> dict[str, Any]:

@@ -18,15 +18,21 @@ import yaml
 from weather_deploy.contract import APP_NAMESPACE, CANARY, STABLE
 
 Manifest = dict[str, Any]
+ISTIO_DIR = Path(__file__).resolve().parents[2] / "istio"
 FLOW_TABLE = "flows.yaml"
+# Values of the istiod chart that the policies rely on: the platform stack merges them into
+# the istiod release (see charts.istiod_values); not a Kubernetes object.
+ISTIOD_VALUES = "istiod-values.yaml"
+NOT_OBJECTS = {FLOW_TABLE, ISTIOD_VALUES}
 CANARY_ROUTE = "classifier"
 
 
 def load_istio_objects(folder: Path) -> list[Manifest]:
-    """Every YAML document of every `*.yaml` in `folder` but the flow table, in file order."""
+    """Every YAML document of every `*.yaml` in `folder` but the flow table and the istiod
+    values, in file order."""
     objects: list[Manifest] = []
     for path in sorted(folder.glob("*.yaml")):
-        if path.name == FLOW_TABLE:
+        if path.name in NOT_OBJECTS:
             continue
         for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
             if document is None:
@@ -35,6 +41,28 @@ def load_istio_objects(folder: Path) -> list[Manifest]:
                 raise ValueError(f"{path}: a document that is not a Kubernetes object")
             objects.append(document)
     return objects
+
+
+def load_istiod_values(folder: Path) -> Manifest:
+    """The istiod chart values `folder` asks for ({} when it has none)."""
+    path = folder / ISTIOD_VALUES
+    if not path.is_file():
+        return {}
+    values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: chart values must be a mapping")
+    return values
+
+
+def merged(base: Manifest, overlay: Manifest) -> Manifest:
+    """`overlay` merged into `base`: mappings merge key by key, anything else is replaced."""
+    result = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merged(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
 
 
 def _canary_destinations(virtual_service: Manifest) -> Iterable[list[Manifest]]:

@@ -13,7 +13,6 @@ import ipaddress
 import itertools
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from cdktf import App, TerraformProvider, TerraformStack
@@ -36,11 +35,14 @@ from weather_deploy.contract import (
     pod_labels,
 )
 from weather_deploy.flows import load_flow_table, network_policies
-from weather_deploy.istio_objects import load_istio_objects, with_canary_weight
+from weather_deploy.istio_objects import (
+    FLOW_TABLE,
+    ISTIO_DIR,
+    load_istio_objects,
+    with_canary_weight,
+)
 from weather_deploy.service_config import service_environment
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-ISTIO_DIR = REPO_ROOT / "istio"
 SERVICES: tuple[ServiceName, ...] = ("dispatcher", "classifier", "reporting")
 UI_PORT = 8080  # CONTRACT.md: ui:8080 (http)
 POSTGRES_PORT = 5432  # CloudNativePG's `-rw` Service port
@@ -332,7 +334,7 @@ def app_objects(
         if service == "classifier":
             objects += _canary_objects(env, image, canary_tag)
     objects += workloads.static_site(UI, image=image.of(UI), port=UI_PORT, env=env)
-    objects += network_policies(load_flow_table(ISTIO_DIR / "flows.yaml"))
+    objects += network_policies(load_flow_table(ISTIO_DIR / FLOW_TABLE))
     objects += with_canary_weight(load_istio_objects(ISTIO_DIR), env.canary_weight)
     return objects
 

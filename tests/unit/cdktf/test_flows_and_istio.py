@@ -10,9 +10,13 @@ import pytest
 
 from weather_deploy.contract import MESH_NAMESPACES
 from weather_deploy.flows import FlowTable, load_flow_table, network_policies
-from weather_deploy.istio_objects import load_istio_objects, with_canary_weight
+from weather_deploy.istio_objects import (
+    FLOW_TABLE,
+    ISTIO_DIR,
+    load_istio_objects,
+    with_canary_weight,
+)
 from weather_deploy.k8s_schemas import validate_all
-from weather_deploy.stacks import ISTIO_DIR
 from weather_deploy.synthesis import Synthesized
 
 FIXTURES = Path(__file__).parent / "fixtures" / "istio"
@@ -63,7 +67,7 @@ def test_fixture_flows_become_ingress_and_egress_rules() -> None:
 
 
 def test_every_allowed_flow_of_the_real_table_is_open_at_both_ends() -> None:
-    table = load_flow_table(ISTIO_DIR / "flows.yaml")
+    table = load_flow_table(ISTIO_DIR / FLOW_TABLE)
     policies = {
         (p["metadata"]["namespace"], p["metadata"]["name"]): p for p in network_policies(table)
     }
@@ -82,7 +86,7 @@ def test_every_allowed_flow_of_the_real_table_is_open_at_both_ends() -> None:
 def test_no_denied_flow_of_the_real_table_is_open_at_the_network_layer() -> None:
     """A denied flow on a port that no allowed flow between the same pair uses must be shut
     by the NetworkPolicies too (method-level denials are Istio's job)."""
-    table = load_flow_table(ISTIO_DIR / "flows.yaml")
+    table = load_flow_table(ISTIO_DIR / FLOW_TABLE)
     policies = {
         (p["metadata"]["namespace"], p["metadata"]["name"]): p for p in network_policies(table)
     }
@@ -111,7 +115,7 @@ def test_a_flow_naming_an_unknown_workload_is_refused() -> None:
         )
 
 
-def test_loader_reads_every_document_but_the_flow_table() -> None:
+def test_loader_reads_every_document_but_the_flow_table_and_istiod_values() -> None:
     objects = load_istio_objects(FIXTURES)
     assert [(o["kind"], o["metadata"]["name"]) for o in objects] == [
         ("VirtualService", "classifier"),
@@ -158,3 +162,15 @@ def test_the_app_stack_applies_istio_with_the_environments_weight(synthesized: S
     assert weights == {"stable": 100 - weight, "canary": weight}
     istio_in_stack = [m for m in synthesized.manifests("app") if "istio.io" in m["apiVersion"]]
     assert len(istio_in_stack) == len(load_istio_objects(ISTIO_DIR))
+
+
+def test_istiod_values_of_the_policy_folder_are_merged_over_ours() -> None:
+    from weather_deploy.charts import istiod_values
+    from weather_deploy.config import ENVIRONMENTS
+
+    values = istiod_values(ENVIRONMENTS["dev"], FIXTURES)
+    mesh = values["meshConfig"]
+    assert mesh["outboundTrafficPolicy"] == {"mode": "REGISTRY_ONLY"}  # added by the folder
+    assert mesh["accessLogEncoding"] == "TEXT"  # the folder's word wins
+    assert mesh["extensionProviders"][0]["name"] == "jaeger"  # ours kept
+    assert values["pilot"]["traceSampling"] == 100.0
