@@ -1,9 +1,13 @@
 """The Istio policy of `istio/` as the app stack applies it.
 
 `istio/*.yaml` is readable YAML a reviewer audits without Python; the app stack applies every
-document in it (the flow table excepted: it is a spec, not an object). One thing is set per
-environment: the classifier canary's share, a VirtualService `classifier` whose route has the
-subsets `stable` and `canary` gets weights 100-w / w from the environment's `canary_weight`.
+document in it (the flow table and the istiod chart values excepted: they are not objects).
+What differs per environment is set here, on copies:
+- the classifier canary's share: a VirtualService `classifier` whose route has the subsets
+  `stable` and `canary` gets weights 100-w / w from the environment's `canary_weight`;
+- the public host: the host an edge `Gateway` serves in the files is a placeholder for the
+  environment's domain, replaced in Gateway and VirtualService hosts and in exact CORS origins;
+- the trace sampling percentage of every `Telemetry` tracing entry.
 """
 
 from __future__ import annotations
@@ -103,3 +107,58 @@ def with_canary_weight(objects: Iterable[Manifest], canary_weight: int) -> list[
             f"subsets {STABLE!r} and {CANARY!r}: the canary weight has nothing to set"
         )
     return result
+
+
+def _public_hosts(objects: Iterable[Manifest]) -> set[str]:
+    """The host names the Gateways serve (`namespace/host` or `host`), wildcards aside."""
+    hosts = set()
+    for obj in objects:
+        if obj.get("kind") == "Gateway":
+            for server in obj.get("spec", {}).get("servers", []):
+                hosts |= {h.rpartition("/")[2] for h in server.get("hosts", [])}
+    return {host for host in hosts if "*" not in host}
+
+
+def with_domain(objects: Iterable[Manifest], domain: str) -> list[Manifest]:
+    """The objects serving `domain` where the files serve their placeholder host."""
+    result = [copy.deepcopy(obj) for obj in objects]
+    placeholders = _public_hosts(result)
+    origins = {f"https://{host}" for host in placeholders}
+
+    def host(value: str) -> str:
+        namespace, slash, name = value.rpartition("/")
+        return f"{namespace}{slash}{domain}" if name in placeholders else value
+
+    for obj in result:
+        spec = obj.get("spec", {})
+        if obj.get("kind") == "Gateway":
+            for server in spec.get("servers", []):
+                server["hosts"] = [host(h) for h in server.get("hosts", [])]
+        if obj.get("kind") == "VirtualService":
+            spec["hosts"] = [host(h) for h in spec.get("hosts", [])]
+            for route in spec.get("http", []):
+                for origin in route.get("corsPolicy", {}).get("allowOrigins", []):
+                    if origin.get("exact") in origins:
+                        origin["exact"] = f"https://{domain}"
+    return result
+
+
+def with_trace_sampling(objects: Iterable[Manifest], percentage: float) -> list[Manifest]:
+    """Every Telemetry tracing entry sampling `percentage` percent of the traces it starts."""
+    result = [copy.deepcopy(obj) for obj in objects]
+    for obj in result:
+        if obj.get("kind") == "Telemetry":
+            for tracing in obj.get("spec", {}).get("tracing", []):
+                tracing["randomSamplingPercentage"] = percentage
+    return result
+
+
+def tls_credentials(objects: Iterable[Manifest]) -> set[str]:
+    """Names of the TLS Secrets the Gateways expect (`credentialName`)."""
+    return {
+        server["tls"]["credentialName"]
+        for obj in objects
+        if obj.get("kind") == "Gateway"
+        for server in obj.get("spec", {}).get("servers", [])
+        if server.get("tls", {}).get("credentialName")
+    }

@@ -27,6 +27,7 @@ from weather_deploy.contract import (
     DATABASE_CLUSTER,
     DATABASE_NAME,
     DATABASE_OWNER,
+    INGRESS_NAMESPACE,
     MESH_NAMESPACES,
     MIGRATIONS_JOB,
     PLATFORM_NAMESPACES,
@@ -39,7 +40,10 @@ from weather_deploy.istio_objects import (
     FLOW_TABLE,
     ISTIO_DIR,
     load_istio_objects,
+    tls_credentials,
     with_canary_weight,
+    with_domain,
+    with_trace_sampling,
 )
 from weather_deploy.service_config import service_environment
 
@@ -299,8 +303,21 @@ def platform_crs_stack(
     return stack
 
 
+@dataclass(frozen=True)
+class TlsVariables:
+    """Tokens of the Terraform variables holding the edge's certificate and key (PEM)."""
+
+    certificate: str
+    private_key: str
+
+
 def app_objects(
-    env: Environment, *, image_tag: str, canary_tag: str, database_password: str
+    env: Environment,
+    *,
+    image_tag: str,
+    canary_tag: str,
+    database_password: str,
+    tls: TlsVariables,
 ) -> list[dict[str, Any]]:
     """Every object of the app stack, in apply order (the migrations Job before reporting)."""
     image = workloads.ServiceImage(env.image_registry, image_tag)
@@ -335,8 +352,22 @@ def app_objects(
             objects += _canary_objects(env, image, canary_tag)
     objects += workloads.static_site(UI, image=image.of(UI), port=UI_PORT, env=env)
     objects += network_policies(load_flow_table(ISTIO_DIR / FLOW_TABLE))
-    objects += with_canary_weight(load_istio_objects(ISTIO_DIR), env.canary_weight)
-    return objects
+    istio = with_canary_weight(load_istio_objects(ISTIO_DIR), env.canary_weight)
+    sampling_percent = round(env.trace_sampling_ratio * 100, 4)
+    istio = with_trace_sampling(with_domain(istio, env.domain), sampling_percent)
+    objects += [_tls_secret(name, tls) for name in sorted(tls_credentials(istio))]
+    return objects + istio
+
+
+def _tls_secret(name: str, tls: TlsVariables) -> dict[str, Any]:
+    """The edge's certificate: a Secret in the gateway's namespace, from Terraform variables."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": {"name": name, "namespace": INGRESS_NAMESPACE},
+        "stringData": {"tls.crt": tls.certificate, "tls.key": tls.private_key},
+    }
 
 
 def _secret_value(variable: str, database_password: str) -> str:
@@ -457,8 +488,16 @@ def app_stack(
     )
     created: list[Any] = []
     migrations = None
+    tls = TlsVariables(
+        certificate=builders.variable(
+            stack, "tls_certificate", description="PEM chain of the public host.", sensitive=True
+        ),
+        private_key=builders.variable(
+            stack, "tls_private_key", description="PEM key of the public host.", sensitive=True
+        ),
+    )
     for obj in app_objects(
-        env, image_tag=image_tag, canary_tag=canary_tag, database_password=password
+        env, image_tag=image_tag, canary_tag=canary_tag, database_password=password, tls=tls
     ):
         kind, name = obj["kind"], obj["metadata"]["name"]
         if kind == "Job":

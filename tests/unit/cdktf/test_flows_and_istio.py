@@ -14,7 +14,10 @@ from weather_deploy.istio_objects import (
     FLOW_TABLE,
     ISTIO_DIR,
     load_istio_objects,
+    tls_credentials,
     with_canary_weight,
+    with_domain,
+    with_trace_sampling,
 )
 from weather_deploy.k8s_schemas import validate_all
 from weather_deploy.synthesis import Synthesized
@@ -118,6 +121,9 @@ def test_a_flow_naming_an_unknown_workload_is_refused() -> None:
 def test_loader_reads_every_document_but_the_flow_table_and_istiod_values() -> None:
     objects = load_istio_objects(FIXTURES)
     assert [(o["kind"], o["metadata"]["name"]) for o in objects] == [
+        ("Gateway", "edge"),
+        ("VirtualService", "edge"),
+        ("Telemetry", "mesh-default"),
         ("VirtualService", "classifier"),
         ("PeerAuthentication", "default"),
     ]
@@ -127,15 +133,15 @@ def test_loader_reads_every_document_but_the_flow_table_and_istiod_values() -> N
 @pytest.mark.parametrize("weight", [0, 10, 100])
 def test_canary_weight_sets_the_stable_and_canary_shares(weight: int) -> None:
     objects = with_canary_weight(load_istio_objects(FIXTURES), weight)
-    classify = objects[0]["spec"]["http"][0]["route"]
+    (route,) = [o for o in objects if o["metadata"]["name"] == "classifier"]
+    classify = route["spec"]["http"][0]["route"]
     assert [d["weight"] for d in classify] == [100 - weight, weight]
-    assert "weight" not in objects[0]["spec"]["http"][1]["route"][0]  # other routes untouched
+    assert "weight" not in route["spec"]["http"][1]["route"][0]  # other routes untouched
 
 
 def test_canary_weight_needs_a_classifier_route_with_both_subsets() -> None:
     objects = load_istio_objects(FIXTURES)
-    without = copy.deepcopy(objects)
-    without[0]["metadata"]["name"] = "dispatcher"
+    without = [copy.deepcopy(o) for o in objects if o["metadata"]["name"] != "classifier"]
     with pytest.raises(ValueError, match="no VirtualService 'classifier'"):
         with_canary_weight(without, 10)
     with pytest.raises(ValueError, match="percentage"):
@@ -174,3 +180,26 @@ def test_istiod_values_of_the_policy_folder_are_merged_over_ours() -> None:
     assert mesh["accessLogEncoding"] == "TEXT"  # the folder's word wins
     assert mesh["extensionProviders"][0]["name"] == "jaeger"  # ours kept
     assert values["pilot"]["traceSampling"] == 100.0
+
+
+def test_the_environments_domain_replaces_the_placeholder_host() -> None:
+    objects = {
+        o["metadata"]["name"] + o["kind"]: o
+        for o in with_domain(load_istio_objects(FIXTURES), "weather.example.org")
+    }
+    assert objects["edgeGateway"]["spec"]["servers"][0]["hosts"] == ["./weather.example.org"]
+    route = objects["edgeVirtualService"]["spec"]
+    assert route["hosts"] == ["weather.example.org", "other.example.com"]
+    assert route["http"][0]["corsPolicy"]["allowOrigins"] == [
+        {"exact": "https://weather.example.org"},
+        {"exact": "https://other.example.com"},
+    ]
+    internal = objects["classifierVirtualService"]["spec"]["hosts"]
+    assert internal == ["classifier.weather.svc.cluster.local"]
+
+
+def test_sampling_and_tls_secret_names_come_from_the_policy_files() -> None:
+    objects = with_trace_sampling(load_istio_objects(FIXTURES), 5.0)
+    (telemetry,) = [o for o in objects if o["kind"] == "Telemetry"]
+    assert telemetry["spec"]["tracing"][0]["randomSamplingPercentage"] == 5.0
+    assert tls_credentials(objects) == {"edge-tls"}
