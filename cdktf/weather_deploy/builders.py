@@ -159,11 +159,16 @@ def kubernetes_object(
     kubernetes: TerraformProvider,
     depends_on: Sequence[ITerraformDependable] = (),
     computed_fields: Sequence[str] = (),
+    resource_id: str | None = None,
 ) -> TerraformResource:
-    """One Kubernetes object as a `kubernetes_manifest` (its id: kind-namespace-name)."""
+    """One Kubernetes object as a `kubernetes_manifest` (its id: kind-namespace-name, or
+    `resource_id` when the name holds a Terraform expression).
+
+    `computed_fields` are fields the cluster may change (say `spec.replicas` under an
+    autoscaler) that Terraform must not fight over."""
     resource = TerraformResource(
         stack,
-        _id(manifest),
+        resource_id or _id(manifest),
         terraform_resource_type="kubernetes_manifest",
         terraform_generator_metadata=TerraformProviderGeneratorMetadata(
             provider_name=KUBERNETES.name

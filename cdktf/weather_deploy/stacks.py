@@ -54,6 +54,8 @@ DATABASE = ServiceHost(f"{DATABASE_CLUSTER}-rw", DATA_NAMESPACE, POSTGRES_PORT)
 DATABASE_OWNER_SECRET = f"{DATABASE_CLUSTER}-owner"
 MIGRATE_COMMAND = ["python3", "-m", "services.reporting.migrator"]
 CLASSIFIER_LAG_PER_REPLICA = 64
+# The provider's default computed fields, plus the replica count the HPA or KEDA owns.
+AUTOSCALED_FIELDS = ("metadata.labels", "metadata.annotations", "spec.replicas")
 # The Terraform variables a user sets (TF_VAR_<name>): secrets never enter the repo.
 DATABASE_PASSWORD_VARIABLE = "database_password"
 
@@ -341,6 +343,7 @@ def app_objects(
                 workloads.service_account(MIGRATIONS_JOB),
                 workloads.migrations_job(
                     MIGRATIONS_JOB,
+                    version=image_tag,
                     image=image.of(service),
                     command=MIGRATE_COMMAND,
                     secret_name=service,
@@ -506,7 +509,15 @@ def app_stack(
             after = [created[0], migrations]  # roll out only once the schema is migrated
         else:
             after = created[:1]  # the namespace
-        resource = builders.kubernetes_object(stack, obj, kubernetes=kubernetes, depends_on=after)
+        resource = builders.kubernetes_object(
+            stack,
+            obj,
+            kubernetes=kubernetes,
+            depends_on=after,
+            # one id across versions (the Job's name carries the image tag)
+            resource_id=f"job-{APP_NAMESPACE}-{MIGRATIONS_JOB}" if kind == "Job" else None,
+            computed_fields=AUTOSCALED_FIELDS if kind == "Deployment" and name in SERVICES else (),
+        )
         if kind == "Job":
             builders.wait_for_condition(resource, "Complete")
             migrations = resource

@@ -345,9 +345,13 @@ def queue_lag_scaler(
 
 
 def migrations_job(
-    name: str, *, image: str, command: list[str], secret_name: str, env: Environment
+    name: str, *, version: str, image: str, command: list[str], secret_name: str, env: Environment
 ) -> Manifest:
-    """Applies reporting's migrations and exits; the reporting Deployment waits for it."""
+    """Applies reporting's migrations and exits; the reporting Deployment waits for it.
+
+    Named `<name>-<version>`: a Job's pod template is immutable, so each image version gets
+    its own Job (Terraform replaces it) instead of an update the API server refuses. Kept after
+    it finishes (no TTL), or Terraform would see it gone and run it again."""
     labels = {"app.kubernetes.io/name": name}
     container = {
         "name": "migrate",
@@ -370,8 +374,8 @@ def migrations_job(
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": metadata(name, labels),
-        "spec": {"backoffLimit": 4, "ttlSecondsAfterFinished": 86400, "template": template},
+        "metadata": metadata(f"{name}-{version}", labels),
+        "spec": {"backoffLimit": 4, "template": template},
     }
 
 

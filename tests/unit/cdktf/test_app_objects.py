@@ -152,6 +152,9 @@ def test_reporting_rolls_out_only_after_its_migrations_job_completes(prod: Synth
         f"kubernetes_manifest.{job_id}" in resources["deployment-weather-reporting"]["depends_on"]
     )
     job = resources[job_id]["manifest"]
+    # a new image version is a new Job (a Job's template cannot be updated in place)
+    assert job["metadata"]["name"] == f"{MIGRATIONS_JOB}-${{var.image_tag}}"
+    assert "ttlSecondsAfterFinished" not in job["spec"]
     assert job["spec"]["template"]["spec"]["serviceAccountName"] == MIGRATIONS_JOB
     assert job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] == MIGRATIONS_JOB
     assert job["spec"]["template"]["spec"]["containers"][0]["envFrom"] == [
@@ -203,3 +206,12 @@ def test_the_database_runs_three_instances_with_backups_where_configured(
         synthesized.find("platform-crs", "ScheduledBackup", "weather-db-daily")
     else:
         assert "backup" not in database["spec"]
+
+
+def test_terraform_leaves_the_replicas_of_autoscaled_deployments_to_the_autoscaler(
+    prod: Synthesized,
+) -> None:
+    resources = prod.stacks["app"]["resource"]["kubernetes_manifest"]
+    for service in SERVICES:
+        assert "spec.replicas" in resources[f"deployment-weather-{service}"]["computed_fields"]
+    assert "computed_fields" not in resources[f"deployment-weather-{CLASSIFIER_CANARY}"]
