@@ -56,12 +56,15 @@ define terraform_each
 	  echo "== $@ $$stack (ENV=$(ENV))"; \
 	  $(TERRAFORM) -chdir=$(CDKTF_OUT)/stacks/$$stack init -input=false || { \
 	    echo "$@: terraform init of $$stack failed: it needs the Terraform registry (providers, modules), and the state backend with your credentials" >&2; exit 1; }; \
-	  $(TERRAFORM) -chdir=$(CDKTF_OUT)/stacks/$$stack $(1) -input=false || exit 1; \
+	  $(TERRAFORM) -chdir=$(CDKTF_OUT)/stacks/$$stack $(1) || exit 1; \
 	done
 endef
 
 diff: synth ## terraform plan of every stack for ENV, in apply order (your credentials)
-	$(call terraform_each,plan)
+	$(call terraform_each,plan -input=false)
 
-deploy: synth ## terraform apply of every stack for ENV, in order (your credentials; prod asks)
-	$(call terraform_each,apply)
+# apply shows each stack's plan and asks before changing anything; AUTO_APPROVE=1 skips that
+# (for a pipeline's non-production deployments).
+AUTO_APPROVE ?=
+deploy: synth ## terraform apply of every stack for ENV, in order (your credentials; asks first)
+	$(call terraform_each,apply $(if $(AUTO_APPROVE),-auto-approve -input=false))
