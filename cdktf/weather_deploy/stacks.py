@@ -9,6 +9,7 @@ Apply order (each plans against what the previous one created):
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 import itertools
 import math
@@ -418,16 +419,33 @@ def _service_objects(
     return objects
 
 
-def _classifier_scaler(env: Environment) -> dict[str, Any]:
-    # Read where the classifier defines them: its durable consumer on the jobs stream.
-    from meshkit.broker import JOBS_STREAM
-    from services.classifier.consumer import CONSUMER
+# Where the code defines the classifier's work queue: (module of JOBS_STREAM, module of
+# CONSUMER). The second pair is the layout before issue #10 moved them; drop it once merged.
+_QUEUE_DEFINITIONS = (
+    ("meshkit.broker_layout", "services.classifier.queue"),
+    ("meshkit.broker", "services.classifier.consumer"),
+)
 
+
+def classifier_queue() -> tuple[str, str]:
+    """The stream and durable consumer the classifier pulls jobs from, read from its code."""
+    for stream_module, consumer_module in _QUEUE_DEFINITIONS:
+        try:
+            stream = importlib.import_module(stream_module).JOBS_STREAM
+            consumer = importlib.import_module(consumer_module).CONSUMER
+        except ModuleNotFoundError:
+            continue
+        return str(stream), str(consumer)
+    raise ImportError(f"no JOBS_STREAM/CONSUMER in any of {_QUEUE_DEFINITIONS}")
+
+
+def _classifier_scaler(env: Environment) -> dict[str, Any]:
+    stream, consumer = classifier_queue()
     return workloads.queue_lag_scaler(
         "classifier",
         env.classifier,
-        stream=JOBS_STREAM,
-        consumer=CONSUMER,
+        stream=stream,
+        consumer=consumer,
         lag_per_replica=CLASSIFIER_LAG_PER_REPLICA,
     )
 

@@ -7,13 +7,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from meshkit.broker import JOBS_STREAM
-from services.classifier.consumer import CONSUMER
 from weather_deploy.charts import JAEGER_OTLP, NATS_CLIENT, NATS_MONITOR
 from weather_deploy.config import ENVIRONMENTS, ServiceName
 from weather_deploy.contract import CLASSIFIER_CANARY, MIGRATIONS_JOB
 from weather_deploy.service_config import env_name, service_environment, settings_class
-from weather_deploy.stacks import SERVICES, canary_replicas
+from weather_deploy.stacks import SERVICES, canary_replicas, classifier_queue
 from weather_deploy.synthesis import Synthesized
 from weather_deploy.workloads import cluster_settings
 
@@ -129,7 +127,7 @@ def test_classifier_scales_on_jetstream_lag_read_from_the_headless_monitor(
     assert metadata["natsServerMonitoringEndpoint"] == NATS_MONITOR.address
     assert NATS_MONITOR.address.startswith("nats-headless.")
     assert NATS_MONITOR.port == 8222
-    assert (metadata["stream"], metadata["consumer"]) == (JOBS_STREAM, CONSUMER)
+    assert (metadata["stream"], metadata["consumer"]) == classifier_queue()
     assert scaler["spec"]["scaleTargetRef"]["name"] == "classifier"
 
 
