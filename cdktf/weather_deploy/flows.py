@@ -1,0 +1,139 @@
+"""The flow table (`istio/flows.yaml`, schema in CONTRACT.md) and the NetworkPolicies it implies.
+
+The same table is the spec of the Istio AuthorizationPolicies, so the network layer and the
+mesh layer allow the same flows by construction. Every namespace of the mesh is closed by a
+default-deny policy; each workload of those namespaces then gets exactly the ingress and
+egress of its `allowed` flows. Workloads outside the mesh namespaces (kube-dns, istiod, KEDA…)
+appear only as peers: selecting their pods would isolate them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from weather_deploy.contract import MESH_NAMESPACES
+
+Manifest = dict[str, Any]
+DNS_PORT = 53  # DNS is UDP first, TCP on truncation: both are allowed to kube-dns
+
+
+class FlowWorkload(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    external: bool = False
+    namespace: str | None = None
+    service_account: str | None = Field(default=None, alias="serviceAccount")
+    selector: dict[str, str] = Field(default_factory=dict)
+    hosts: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _in_cluster_needs_identity(self) -> FlowWorkload:
+        if not self.external and not (self.namespace and self.selector):
+            raise ValueError("an in-cluster workload needs a namespace and a selector")
+        return self
+
+
+class Flow(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    source: str = Field(alias="from")
+    destination: str = Field(alias="to")
+    port: int = Field(ge=1, le=65535)
+    methods: tuple[str, ...] = ()
+    mtls: bool = True
+    why: str = Field(min_length=1)
+
+
+class FlowTable(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    workloads: dict[str, FlowWorkload]
+    allowed: tuple[Flow, ...]
+    denied: tuple[Flow, ...] = ()
+
+    @model_validator(mode="after")
+    def _flows_name_workloads(self) -> FlowTable:
+        for flow in (*self.allowed, *self.denied):
+            for end in (flow.source, flow.destination):
+                if end not in self.workloads:
+                    raise ValueError(
+                        f"flow {flow.source} -> {flow.destination}: no workload {end!r}"
+                    )
+        return self
+
+
+def load_flow_table(path: Path) -> FlowTable:
+    return FlowTable.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+
+
+def _peer(workload: FlowWorkload) -> Manifest:
+    if workload.external:
+        return {"ipBlock": {"cidr": "0.0.0.0/0"}}
+    return {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": workload.namespace}},
+        "podSelector": {"matchLabels": dict(workload.selector)},
+    }
+
+
+def _ports(port: int) -> list[Manifest]:
+    protocols = ("UDP", "TCP") if port == DNS_PORT else ("TCP",)
+    return [{"protocol": protocol, "port": port} for protocol in protocols]
+
+
+def _rules(flows: Iterable[Flow], table: FlowTable, peer_of: str, peer_key: str) -> list[Manifest]:
+    """One rule per (peer, port), in the table's order, duplicates merged (methods differ only
+    at the mesh layer; the network layer sees a port)."""
+    rules: list[Manifest] = []
+    seen: set[tuple[str, int]] = set()
+    for flow in flows:
+        peer_name = flow.source if peer_of == "source" else flow.destination
+        if (peer_name, flow.port) in seen:
+            continue
+        seen.add((peer_name, flow.port))
+        rules.append({peer_key: [_peer(table.workloads[peer_name])], "ports": _ports(flow.port)})
+    return rules
+
+
+def default_deny(namespace: str) -> Manifest:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "default-deny", "namespace": namespace},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+    }
+
+
+def network_policies(
+    table: FlowTable, namespaces: Iterable[str] = MESH_NAMESPACES
+) -> list[Manifest]:
+    """Default deny in each mesh namespace, then one policy per workload that has flows."""
+    closed = tuple(namespaces)
+    policies = [default_deny(namespace) for namespace in closed]
+    for name, workload in table.workloads.items():
+        if workload.external or workload.namespace not in closed:
+            continue
+        ingress = _rules(
+            (f for f in table.allowed if f.destination == name), table, "source", "from"
+        )
+        egress = _rules((f for f in table.allowed if f.source == name), table, "destination", "to")
+        if not ingress and not egress:
+            continue
+        policies.append(
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "NetworkPolicy",
+                "metadata": {"name": f"{name}-flows", "namespace": workload.namespace},
+                "spec": {
+                    "podSelector": {"matchLabels": dict(workload.selector)},
+                    "policyTypes": ["Ingress", "Egress"],
+                    "ingress": ingress,
+                    "egress": egress,
+                },
+            }
+        )
+    return policies

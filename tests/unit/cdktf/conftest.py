@@ -1,0 +1,48 @@
+"""One synthesis per environment (and target), shared by every cdktf test in the session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import pytest
+
+# jsii's Node.js runtime warns on every start that Node 20 is past its support date.
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+from weather_deploy.config import ENVIRONMENTS, EnvironmentName
+from weather_deploy.stacks import Target
+from weather_deploy.synthesis import Synthesized, synthesize
+
+IMAGE_TAG = "test-tag"
+Synth = Callable[..., Synthesized]
+
+
+@pytest.fixture(scope="session")
+def synth() -> Synth:
+    """`synth(env, target=Target())`, each combination synthesized once per test session."""
+    done: dict[tuple[EnvironmentName, Target], Synthesized] = {}
+
+    def get(env: EnvironmentName, target: Target | None = None) -> Synthesized:
+        key = (env, target or Target())
+        if key not in done:
+            done[key] = synthesize(env, key[1], IMAGE_TAG)
+        return done[key]
+
+    return get
+
+
+@pytest.fixture(scope="session", params=sorted(ENVIRONMENTS))
+def synthesized(request: pytest.FixtureRequest, synth: Synth) -> Synthesized:
+    """Every environment in turn."""
+    return synth(request.param)
+
+
+@pytest.fixture(scope="session")
+def prod(synth: Synth) -> Synthesized:
+    return synth("prod")
+
+
+@pytest.fixture(scope="session")
+def on_kube_context(synth: Synth) -> Synthesized:
+    return synth("dev", Target(kube_context="kind-weather"))
