@@ -28,7 +28,7 @@ def default_data_dir() -> Path:
 
 
 @dataclass(frozen=True)
-class ServiceSpec:
+class LocalService:
     """One Python service the runner starts as `python -m services.<name>`."""
 
     name: str
@@ -104,13 +104,13 @@ class MeshSettings(BaseSettings):
         )
 
     @property
-    def services(self) -> list[ServiceSpec]:
+    def services(self) -> list[LocalService]:
         ports = {
             "dispatcher": (self.dispatcher_grpc_port, self.dispatcher_metrics_port),
             "classifier": (self.classifier_grpc_port, self.classifier_metrics_port),
             "reporting": (self.reporting_grpc_port, self.reporting_metrics_port),
         }
-        return [ServiceSpec(name, *ports[name]) for name in self.devmesh_services]
+        return [LocalService(name, *ports[name]) for name in self.devmesh_services]
 
     def ports(self) -> list[tuple[int, str, str]]:
         """(port, what wants it, the variable that moves it) for every listener we start."""

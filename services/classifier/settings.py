@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from meshkit.broker import BrokerSettings
+from meshkit.broker_layout import BrokerSettings
 from meshkit.settings import NatsSettings, Port, ServiceSettings
 
 

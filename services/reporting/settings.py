@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from meshkit.broker import BrokerSettings
+from meshkit.broker_layout import BrokerSettings
 from meshkit.settings import NatsSettings, Port, ServiceSettings
 
 

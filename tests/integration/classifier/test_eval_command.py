@@ -15,7 +15,7 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 
 def run_eval(data: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     completed = subprocess.run(
-        [sys.executable, "-m", "services.classifier.training.evaluate", str(data)],
+        [sys.executable, "-m", "training.evaluate", str(data)],
         cwd=REPO_ROOT,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
         capture_output=True,

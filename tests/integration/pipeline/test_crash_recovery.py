@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 from nats.aio.client import Client
 
-from meshkit.broker import JOBS_STREAM
+from meshkit.broker_layout import JOBS_STREAM
 from weather.v1 import dispatcher_pb2, dispatcher_pb2_grpc, job_pb2
 
 StartService = Any  # the `start_service` fixture's factory (see conftest.py)

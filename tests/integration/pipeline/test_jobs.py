@@ -12,7 +12,7 @@ import grpc
 import pytest
 from nats.aio.client import Client
 
-from meshkit.broker import IMAGES_BUCKET, JOBS_STREAM
+from meshkit.broker_layout import IMAGES_BUCKET, JOBS_STREAM
 from weather.v1 import classifier_pb2, dispatcher_pb2, dispatcher_pb2_grpc, job_pb2
 
 LABELS = {"cloudy", "rain", "shine", "sunrise"}

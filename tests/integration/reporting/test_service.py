@@ -1,6 +1,6 @@
 """The reporting service for real: nats-server, PostgreSQL and `python -m services.reporting`.
 
-Events are published the way the pipeline publishes them (`meshkit.broker.publish_event`),
+Events are published the way the pipeline publishes them (`meshkit.job_events.publish_event`),
 so these tests need no classifier; republishing under NEW `Nats-Msg-Id`s gets past
 JetStream's duplicate window, which proves the database layer's own idempotency.
 """
@@ -23,7 +23,8 @@ import pytest
 from grpc_health.v1 import health_pb2
 from nats.js import JetStreamContext
 
-from meshkit.broker import JOBS_STREAM, MSG_ID_HEADER, event_kind, job_subject, publish_event
+from meshkit.broker_layout import JOBS_STREAM, job_subject
+from meshkit.job_events import MSG_ID_HEADER, event_kind, publish_event
 from weather.v1 import events_pb2, job_pb2, reporting_pb2, reporting_pb2_grpc
 
 SERVING = health_pb2.HealthCheckResponse.SERVING

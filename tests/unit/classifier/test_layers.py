@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from services.classifier.training.layers import (
+from services.classifier.layers import (
     CalibratedMean,
     ColourStatistics,
     HorizontalFlip,

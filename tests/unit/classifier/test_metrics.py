@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.classifier.training.metrics import (
+from training.metrics import (
     classification_report,
     confusion_matrix,
     expected_calibration_error,

@@ -10,14 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from services.classifier.preprocess import (
-    INPUT_SIZE,
-    ImageTooLargeError,
-    UnreadableImageError,
-    open_image,
-    preprocess,
-)
-from services.classifier.training.dataset import load_labelled_directory
+from meshkit.images import ImageTooLargeError, UnreadableImageError, open_image
+from services.classifier.preprocess import INPUT_SIZE, preprocess
+from training.dataset import load_labelled_directory
 
 
 def encode(image: Image.Image, image_format: str, **options: object) -> bytes:

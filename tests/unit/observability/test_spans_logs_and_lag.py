@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from nats.js import JetStreamContext
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -24,10 +23,10 @@ from PIL import Image
 from prometheus_client import CollectorRegistry
 
 import services.classifier.batcher as batcher_module
-from meshkit.broker import trace_context
+from meshkit.broker_layout import BrokerSettings, BrokerSetup
 from meshkit.logging import configure_logging
 from meshkit.metrics import QueueLagProbe
-from meshkit.tracing import consumer_span, links_to
+from meshkit.tracing import consumer_span, links_to, trace_context
 from services.classifier.batcher import Batcher
 
 
@@ -173,15 +172,9 @@ class FakeJetStream:
         return FakeConsumerInfo(num_pending=7, num_ack_pending=2)
 
 
-@dataclass
-class FakeSetup:
-    ready: asyncio.Event
-    jetstream: JetStreamContext | None
-
-
 async def test_queue_lag_is_read_from_the_consumer_once_the_broker_is_set_up() -> None:
     registry = CollectorRegistry()
-    setup = FakeSetup(asyncio.Event(), None)
+    setup = BrokerSetup(BrokerSettings())
     probe = QueueLagProbe(registry, setup, "WEATHER_JOBS", ["classifier"], interval_seconds=60)
     running = asyncio.create_task(probe.run())
     await asyncio.sleep(0.01)

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from meshkit.images import UnreadableImageError
 from services.classifier.batcher import Batcher, BatcherStoppedError
-from services.classifier.preprocess import INPUT_SIZE, UnreadableImageError
+from services.classifier.preprocess import INPUT_SIZE
 
 LABELS = ("cloudy", "rain", "shine", "sunrise")
 

@@ -6,9 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from meshkit.broker import (
-    MalformedEventError,
-    decode_event,
+from meshkit.broker_layout import (
     idempotency_kv_key,
     is_job_id,
     job_subject,
@@ -16,7 +14,10 @@ from meshkit.broker import (
     result_key,
     terminal_event_id,
 )
-from services.dispatcher.jobs import IdempotencyRecord, is_terminal, job_from_event
+from meshkit.job_events import MalformedEventError, decode_event
+from meshkit.job_messages import job_from_event
+from meshkit.job_states import is_terminal_state
+from services.dispatcher.jobs import IdempotencyRecord
 from weather.v1 import events_pb2, job_pb2
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
@@ -47,7 +48,7 @@ def test_a_queued_event_is_a_queued_job() -> None:
     assert job.id == JOB_ID
     assert job.filename == "sky.jpg"
     assert not job.HasField("finished_at")
-    assert not is_terminal(job)
+    assert not is_terminal_state(job.state)
 
 
 def test_a_succeeded_event_carries_the_classification_and_finish_time() -> None:
@@ -56,14 +57,14 @@ def test_a_succeeded_event_carries_the_classification_and_finish_time() -> None:
     assert job.state == job_pb2.JOB_STATE_SUCCEEDED
     assert job.classification == classification
     assert job.finished_at.ToDatetime(tzinfo=UTC) == datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC)
-    assert is_terminal(job)
+    assert is_terminal_state(job.state)
 
 
 def test_a_failed_event_carries_the_reason() -> None:
     job = job_from_event(event(failed=events_pb2.JobFailed(reason="not a photo")))
     assert job.state == job_pb2.JOB_STATE_FAILED
     assert job.error_message == "not a photo"
-    assert is_terminal(job)
+    assert is_terminal_state(job.state)
 
 
 def test_events_round_trip_and_garbage_is_refused() -> None:

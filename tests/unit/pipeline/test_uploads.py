@@ -8,7 +8,8 @@ import io
 import pytest
 from PIL import Image
 
-from services.dispatcher.uploads import InvalidImageError, UploadTooLargeError, check_upload
+from meshkit.images import UnreadableImageError
+from services.dispatcher.uploads import UploadTooLargeError, check_upload
 
 
 def encoded(image: Image.Image, image_format: str, **options: object) -> bytes:
@@ -40,13 +41,13 @@ def test_the_size_cap_applies_before_any_decoding() -> None:
     ids=["empty", "postscript", "text", "truncated-jpeg"],
 )
 def test_what_is_not_a_readable_photo_is_refused_in_plain_words(upload: bytes, phrase: str) -> None:
-    with pytest.raises(InvalidImageError, match=phrase):
+    with pytest.raises(UnreadableImageError, match=phrase):
         check_upload(upload, 1024 * 1024, 10_000_000)
 
 
 def test_too_many_pixels_are_refused_from_the_header() -> None:
     big = encoded(Image.new("1", (4000, 3000)), "PNG")
-    with pytest.raises(InvalidImageError, match="too large"):
+    with pytest.raises(UnreadableImageError, match="too large"):
         check_upload(big, 1024 * 1024, 1_000_000)
 
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import nats.errors
 
-from services.reporting.consumer import EventConsumer, EventSetup
+from meshkit.broker_layout import BrokerSetup
+from services.reporting.consumer import EventConsumer
 from services.reporting.settings import ReportingSettings
 from services.reporting.store import EventRecord, StoreRejectedError, StoreUnavailableError
 from weather.v1 import events_pb2
@@ -85,7 +86,7 @@ def _message(event_id: str, journal: list[str]) -> FakeMessage:
 
 
 async def _consume(batches: list[list[FakeMessage]], store: FakeStore) -> None:
-    setup = EventSetup(SETTINGS)
+    setup = BrokerSetup(SETTINGS)
     setup.jetstream = FakeJetStream(FakeSubscription(batches))  # type: ignore[assignment]
     setup.ready.set()
     database_ready = asyncio.Event()

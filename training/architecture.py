@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import keras
 
+from services.classifier.layers import CalibratedMean, ColourStatistics, HorizontalFlip
 from services.classifier.preprocess import INPUT_SIZE
-from services.classifier.training.layers import CalibratedMean, ColourStatistics, HorizontalFlip
 
 
 @dataclass(frozen=True)

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import grpc
 from prometheus_client import Counter
 from psycopg_pool import AsyncConnectionPool
 
-from meshkit.broker import JOBS_STREAM
+from meshkit.broker_layout import JOBS_STREAM, BrokerSetup
 from meshkit.metrics import QueueLagProbe, ServiceMetrics
 from meshkit.nats import NatsConnection
-from meshkit.server import ServiceSpec, run
-from services.reporting.consumer import EventConsumer, EventSetup
+from meshkit.server import ServiceDefinition, run
+from services.reporting.consumer import EventConsumer, declare_consumer
 from services.reporting.database import PostgresPool
+from services.reporting.handlers import ReportingService
 from services.reporting.migrator import migrate, packaged_migrations
-from services.reporting.service import ReportingService
 from services.reporting.settings import ReportingSettings
 from services.reporting.store import JobStore
 from weather.v1 import reporting_pb2, reporting_pb2_grpc
@@ -26,7 +28,7 @@ async def apply_migrations(pool: AsyncConnectionPool) -> None:
         await migrate(connection, packaged_migrations())
 
 
-def build(settings: ReportingSettings) -> ServiceSpec:
+def build(settings: ReportingSettings) -> ServiceDefinition:
     metrics = ServiceMetrics()
     events = Counter(
         "weather_reporting_events",
@@ -35,7 +37,7 @@ def build(settings: ReportingSettings) -> ServiceSpec:
         ["outcome"],
         registry=metrics.registry,
     )
-    event_setup = EventSetup(settings)
+    event_setup = BrokerSetup(settings, partial(declare_consumer, settings=settings))
     nats_connection = NatsConnection(settings, client_name="reporting", setup=event_setup)
     database = PostgresPool(
         settings.database_url.get_secret_value(),
@@ -58,7 +60,7 @@ def build(settings: ReportingSettings) -> ServiceSpec:
     def register(server: grpc.aio.Server) -> None:
         reporting_pb2_grpc.add_ReportingServiceServicer_to_server(servicer, server)
 
-    return ServiceSpec(
+    return ServiceDefinition(
         name="reporting",
         grpc_services=[SERVICE_NAME],
         register=register,

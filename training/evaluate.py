@@ -19,8 +19,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 
 from services.classifier.model import WeatherModel
-from services.classifier.training.dataset import load_labelled_directory
-from services.classifier.training.metrics import classification_report
+from training.dataset import load_labelled_directory
+from training.metrics import classification_report
 
 BATCH_SIZE = 32
 

@@ -2,30 +2,35 @@
 
 One model instance and one batcher serve both the queue and the Classify RPC. Health is
 SERVING once NATS is connected (streams and consumers declared) and the model is loaded.
-Workers stop in order: the consumer first (its jobs in hand still need the batcher),
+Workers stop in order: the consumers first (their jobs in hand still need the batcher),
 then the batcher.
 """
 
 from __future__ import annotations
 
+from functools import partial
+
 import grpc
 from prometheus_client import Counter, Histogram
 
-from meshkit.broker import JOBS_STREAM
+from meshkit.broker_layout import JOBS_STREAM, BrokerSetup
 from meshkit.metrics import QueueLagProbe, ServiceMetrics
 from meshkit.nats import NatsConnection
-from meshkit.server import ServiceSpec, run
+from meshkit.server import ServiceDefinition, run
 from services.classifier.batcher import Batcher
-from services.classifier.consumer import CONSUMER, JobConsumer, QueueSetup
+from services.classifier.exhausted_jobs import ExhaustedJobs
+from services.classifier.handlers import ClassifierService
+from services.classifier.job_consumer import JobConsumer
+from services.classifier.model_announcement import ModelAnnouncement
 from services.classifier.model_loader import ModelLoader
-from services.classifier.service import ClassifierService
+from services.classifier.queue import CONSUMER, declare_consumers
 from services.classifier.settings import ClassifierSettings
 from weather.v1 import classifier_pb2, classifier_pb2_grpc
 
 SERVICE_NAME = classifier_pb2.DESCRIPTOR.services_by_name["ClassifierService"].full_name
 
 
-def build(settings: ClassifierSettings) -> ServiceSpec:
+def build(settings: ClassifierSettings) -> ServiceDefinition:
     metrics = ServiceMetrics()
     batch_size = Histogram(
         "weather_classifier_batch_size",
@@ -51,7 +56,7 @@ def build(settings: ClassifierSettings) -> ServiceSpec:
         model_seconds.observe(seconds)
 
     model = ModelLoader(settings.model_path, settings.max_image_pixels)
-    queue_setup = QueueSetup(settings)
+    queue_setup = BrokerSetup(settings, partial(declare_consumers, settings=settings))
     nats_connection = NatsConnection(settings, client_name="classifier", setup=queue_setup)
     batcher = Batcher(
         model=lambda: model.model,
@@ -61,14 +66,19 @@ def build(settings: ClassifierSettings) -> ServiceSpec:
         max_image_pixels=settings.max_image_pixels,
         on_batch=observe_batch,
     )
+    announcement = ModelAnnouncement(
+        queue_setup, model.loaded, model_version=lambda: model.model.version
+    )
     consumer = JobConsumer(
         queue_setup,
-        model.loaded,
+        announcement.announced,
         batcher,
         settings,
         max_payload=lambda: nats_connection.client.max_payload,
-        model_version=lambda: model.model.version,
         on_outcome=lambda outcome: jobs.labels(outcome).inc(),
+    )
+    exhausted = ExhaustedJobs(
+        queue_setup, settings.max_deliver, on_exhausted=lambda: jobs.labels("exhausted").inc()
     )
     queue_lag = QueueLagProbe(metrics.registry, queue_setup, JOBS_STREAM, [CONSUMER])
     servicer = ClassifierService(batcher)
@@ -76,12 +86,12 @@ def build(settings: ClassifierSettings) -> ServiceSpec:
     def register(server: grpc.aio.Server) -> None:
         classifier_pb2_grpc.add_ClassifierServiceServicer_to_server(servicer, server)
 
-    return ServiceSpec(
+    return ServiceDefinition(
         name="classifier",
         grpc_services=[SERVICE_NAME],
         register=register,
         dependencies=[nats_connection, model],
-        workers=[consumer, batcher, queue_lag],
+        workers=[announcement, consumer, exhausted, batcher, queue_lag],
         metrics=metrics,
     )
 

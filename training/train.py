@@ -22,20 +22,20 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from services.classifier.training.architecture import MemberShape, build_ensemble, build_member
-from services.classifier.training.callbacks import AveragedWeightsEarlyStopping
-from services.classifier.training.dataset import LABELS, LabelledImages, load_labelled_directory
-from services.classifier.training.metrics import (
+from training.architecture import MemberShape, build_ensemble, build_member
+from training.callbacks import AveragedWeightsEarlyStopping
+from training.dataset import LABELS, LabelledImages, load_labelled_directory
+from training.metrics import (
     classification_report,
     expected_calibration_error,
     fit_temperature,
     negative_log_likelihood,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT / ".." / "shared" / "datasets" / "weather"
 DEFAULT_OUTPUT = REPO_ROOT / "services" / "classifier" / "weather_classifier.keras"
-DEFAULT_REPORT = REPO_ROOT / "services" / "classifier" / "training" / "last_training_run.json"
+DEFAULT_REPORT = Path(__file__).resolve().parent / "last_training_run.json"
 
 
 def class_weights(label_indices: np.ndarray, n_classes: int) -> dict[int, float]:

@@ -6,21 +6,21 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from meshkit.errors import StatusFor, status_on_error
+from meshkit.errors import IMAGE_STATUSES, StatusFor, status_on_error
 from services.dispatcher.jobs import (
     BrokerUnavailableError,
     IdempotencyConflictError,
     JobBook,
     JobNotFoundError,
 )
-from services.dispatcher.uploads import InvalidImageError, UploadTooLargeError
+from services.dispatcher.uploads import UploadTooLargeError
 from weather.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 
 Context = grpc.aio.ServicerContext[object, object]
 
 STATUSES = (
     StatusFor(UploadTooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    StatusFor(InvalidImageError, grpc.StatusCode.INVALID_ARGUMENT),
+    *IMAGE_STATUSES,
     StatusFor(IdempotencyConflictError, grpc.StatusCode.FAILED_PRECONDITION),
     StatusFor(JobNotFoundError, grpc.StatusCode.NOT_FOUND),
     StatusFor(BrokerUnavailableError, grpc.StatusCode.UNAVAILABLE),

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from services.classifier.preprocess import INPUT_SIZE, UnreadableImageError, preprocess
+from meshkit.images import UnreadableImageError
+from services.classifier.preprocess import INPUT_SIZE, preprocess
 
 LABELS: tuple[str, ...] = ("cloudy", "rain", "shine", "sunrise")
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import grpc
 
 from meshkit.errors import StatusFor, status_on_error
+from meshkit.job_messages import classification_message
+from meshkit.job_states import JOB_STATE_OF_KIND
 from services.reporting.query import (
-    STATES_BY_NAME,
     Cursor,
     InvalidRequestError,
     encode_page_token,
@@ -48,7 +49,7 @@ class ReportingService(reporting_pb2_grpc.ReportingServiceServicer):
             for label, count in stats.by_label.items()
         )
         response.state_counts.extend(
-            reporting_pb2.StateCount(state=STATES_BY_NAME[state], count=count)
+            reporting_pb2.StateCount(state=JOB_STATE_OF_KIND[state], count=count)
             for state, count in stats.by_state.items()
         )
         response.model_version_counts.extend(
@@ -80,7 +81,7 @@ class ReportingService(reporting_pb2_grpc.ReportingServiceServicer):
 def job_of(row: JobRow) -> job_pb2.Job:
     job = job_pb2.Job(
         id=row.id,
-        state=STATES_BY_NAME[row.state],
+        state=JOB_STATE_OF_KIND[row.state],
         image_sha256=row.image_sha256,
         filename=row.filename,
         error_message=row.error_message or "",
@@ -89,13 +90,9 @@ def job_of(row: JobRow) -> job_pb2.Job:
     if row.finished_at is not None:
         job.finished_at.FromDatetime(row.finished_at)
     if row.label is not None:
-        scores = sorted((row.scores or {}).items(), key=lambda item: item[1], reverse=True)
         job.classification.CopyFrom(
-            job_pb2.Classification(
-                label=row.label,
-                confidence=row.confidence or 0.0,
-                scores=[job_pb2.LabelScore(label=label, score=score) for label, score in scores],
-                model_version=row.model_version or "",
+            classification_message(
+                row.label, row.confidence or 0.0, row.scores or {}, row.model_version or ""
             )
         )
     return job

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 import grpc
 from prometheus_client import Counter
 
-from meshkit.broker import declare_broker
+from meshkit.broker_layout import BrokerSetup
 from meshkit.metrics import ServiceMetrics
 from meshkit.nats import NatsConnection
-from meshkit.server import ServiceSpec, run
+from meshkit.server import ServiceDefinition, run
+from services.dispatcher.handlers import DispatcherService
 from services.dispatcher.jobs import JobBook, UploadLimits
-from services.dispatcher.service import DispatcherService
 from services.dispatcher.settings import DispatcherSettings
 from weather.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 
 SERVICE_NAME = dispatcher_pb2.DESCRIPTOR.services_by_name["DispatcherService"].full_name
 
 
-def build(settings: DispatcherSettings) -> ServiceSpec:
+def build(settings: DispatcherSettings) -> ServiceDefinition:
     metrics = ServiceMetrics()
     cache_lookups = Counter(
         "weather_dispatcher_cache_lookups",
@@ -31,7 +29,7 @@ def build(settings: DispatcherSettings) -> ServiceSpec:
     for result in ("hit", "miss"):
         cache_lookups.labels(result)  # both series exist from the start, for rate ratios
     nats_connection = NatsConnection(
-        settings, client_name="dispatcher", setup=partial(declare_broker, settings=settings)
+        settings, client_name="dispatcher", setup=BrokerSetup(settings)
     )
     jobs = JobBook(
         jetstream=lambda: nats_connection.jetstream,
@@ -46,7 +44,7 @@ def build(settings: DispatcherSettings) -> ServiceSpec:
     def register(server: grpc.aio.Server) -> None:
         dispatcher_pb2_grpc.add_DispatcherServiceServicer_to_server(servicer, server)
 
-    return ServiceSpec(
+    return ServiceDefinition(
         name="dispatcher",
         grpc_services=[SERVICE_NAME],
         register=register,
