@@ -11,16 +11,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal, get_args
 
+from meshkit.contract_constants import wire_name
 from weather.v1 import job_pb2
 
 EventKind = Literal["queued", "succeeded", "failed"]
 EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
 TERMINAL_KINDS: frozenset[EventKind] = frozenset({"succeeded", "failed"})
 
+
+def _kind_named(state_name: str) -> EventKind:
+    """`JOB_STATE_QUEUED` → "queued": a state is named after the event that leads to it."""
+    kind = wire_name(state_name, "JOB_STATE_")
+    for known in EVENT_KINDS:
+        if kind == known:
+            return known
+    raise RuntimeError(f"job state {state_name} has no event kind {kind!r} in {EVENT_KINDS}")
+
+
 KIND_OF_JOB_STATE: Mapping[job_pb2.JobState.ValueType, EventKind] = {
-    job_pb2.JOB_STATE_QUEUED: "queued",
-    job_pb2.JOB_STATE_SUCCEEDED: "succeeded",
-    job_pb2.JOB_STATE_FAILED: "failed",
+    value: _kind_named(name) for name, value in job_pb2.JobState.items() if value != 0
 }
 JOB_STATE_OF_KIND: Mapping[str, job_pb2.JobState.ValueType] = {
     kind: state for state, kind in KIND_OF_JOB_STATE.items()

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from meshkit.contract_constants import LABELS
 from meshkit.images import UnreadableImageError
 from services.classifier.preprocess import INPUT_SIZE, preprocess
-
-LABELS: tuple[str, ...] = ("cloudy", "rain", "shine", "sunrise")
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from meshkit.contract_constants import LABELS
 from training.architecture import MemberShape, build_ensemble, build_member
 from training.callbacks import AveragedWeightsEarlyStopping
-from training.dataset import LABELS, LabelledImages, load_labelled_directory
+from training.dataset import LabelledImages, load_labelled_directory
 from training.metrics import (
     classification_report,
     expected_calibration_error,

@@ -13,9 +13,10 @@ import pytest
 from nats.aio.client import Client
 
 from meshkit.broker_layout import IMAGES_BUCKET, JOBS_STREAM
+from meshkit.contract_constants import LABELS as CONTRACT_LABELS
 from weather.v1 import classifier_pb2, dispatcher_pb2, dispatcher_pb2_grpc, job_pb2
 
-LABELS = {"cloudy", "rain", "shine", "sunrise"}
+LABELS = set(CONTRACT_LABELS)
 SUCCEEDED = job_pb2.JOB_STATE_SUCCEEDED
 QUEUED = job_pb2.JOB_STATE_QUEUED
 Pipeline = Any  # the `pipeline` fixture's object (see conftest.py)

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+from meshkit.contract_constants import LABELS
 from services.reporting.migrator import migrate, packaged_migrations
 from services.reporting.store import JobStore
 from weather.v1 import events_pb2, job_pb2
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-LABELS = ("cloudy", "rain", "shine", "sunrise")
 MODEL_VERSION = "sha256:3f2a9c0d1e4b"
 
 

@@ -24,6 +24,7 @@ from grpc_health.v1 import health_pb2
 from nats.js import JetStreamContext
 
 from meshkit.broker_layout import JOBS_STREAM, job_subject
+from meshkit.contract_constants import LABELS
 from meshkit.job_events import MSG_ID_HEADER, event_kind, publish_event
 from weather.v1 import events_pb2, job_pb2, reporting_pb2, reporting_pb2_grpc
 
@@ -31,7 +32,6 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 JobEvents = Any  # the `job_events` fixture's builder class (see conftest.py)
 StartService = Any  # the `start_service` fixture's factory (tests/integration/conftest.py)
-LABELS = ("cloudy", "rain", "shine", "sunrise")
 
 
 @pytest.fixture

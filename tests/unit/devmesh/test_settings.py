@@ -8,6 +8,7 @@ from pydantic import ValidationError
 from devmesh.nats import render_nats_config
 from devmesh.runner import mesh_environment
 from devmesh.settings import MeshSettings
+from weather.v1 import defaults_pb2
 
 
 def test_defaults_are_the_documented_ports(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,7 +53,10 @@ def test_services_get_nats_urls_database_and_their_ports(monkeypatch: pytest.Mon
     for prefix in ("DISPATCHER", "CLASSIFIER", "REPORTING"):
         assert environment[f"{prefix}_NATS_URL"] == "nats://127.0.0.1:4333"
     assert environment["REPORTING_DATABASE_URL"] == "postgresql://weather@127.0.0.1:5433/weather"
-    assert environment["CLASSIFIER_GRPC_PORT"] == "50052"
+    monkeypatch.setenv("CLASSIFIER_GRPC_PORT", "6052")
+    moved = mesh_environment(MeshSettings(), "postgresql://weather@127.0.0.1:5433/weather")
+    assert moved["CLASSIFIER_GRPC_PORT"] == "6052"
+    assert environment["CLASSIFIER_GRPC_PORT"] == str(defaults_pb2.DEFAULT_PORT_CLASSIFIER_GRPC)
 
 
 def test_nats_config_fsyncs_every_write_into_the_store_dir() -> None:

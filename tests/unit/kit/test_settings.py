@@ -4,24 +4,21 @@ from pydantic import ValidationError
 from services.classifier.settings import ClassifierSettings
 from services.dispatcher.settings import DispatcherSettings
 from services.reporting.settings import ReportingSettings
+from weather.v1 import defaults_pb2
 
 
-def test_defaults_match_the_documented_local_ports() -> None:
-    assert DispatcherSettings().grpc_port == 50051
-    assert ClassifierSettings().grpc_port == 50052
-    assert ReportingSettings().grpc_port == 50053
-    assert (
-        DispatcherSettings().metrics_port,
-        ClassifierSettings().metrics_port,
-        ReportingSettings().metrics_port,
-    ) == (9101, 9102, 9103)
+def test_each_service_listens_by_default_on_its_own_ports_from_the_contract() -> None:
+    services = [DispatcherSettings(), ClassifierSettings(), ReportingSettings()]
+    ports = [port for settings in services for port in (settings.grpc_port, settings.metrics_port)]
+    assert len(set(ports)) == len(ports), "two listeners of the mesh would collide"
+    assert set(ports) == {value for name, value in defaults_pb2.DefaultPort.items() if value != 0}
 
 
 def test_each_service_reads_only_its_own_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DISPATCHER_GRPC_PORT", "6000")
     monkeypatch.setenv("CLASSIFIER_NATS_URL", "nats://nats.example:4222")
     assert DispatcherSettings().grpc_port == 6000
-    assert ClassifierSettings().grpc_port == 50052
+    assert ClassifierSettings().grpc_port == defaults_pb2.DEFAULT_PORT_CLASSIFIER_GRPC
     assert ClassifierSettings().nats_servers == ["nats://nats.example:4222"]
     assert DispatcherSettings().nats_servers == ["nats://127.0.0.1:4222"]
 

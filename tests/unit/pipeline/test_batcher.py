@@ -12,11 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from meshkit.contract_constants import LABELS
 from meshkit.images import UnreadableImageError
 from services.classifier.batcher import Batcher, BatcherStoppedError
 from services.classifier.preprocess import INPUT_SIZE
-
-LABELS = ("cloudy", "rain", "shine", "sunrise")
 
 
 class CountingModel:
