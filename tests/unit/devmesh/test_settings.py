@@ -11,12 +11,15 @@ from devmesh.settings import MeshSettings
 from weather.v1 import defaults_pb2
 
 
-def test_defaults_are_the_documented_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_by_default_everything_starts_on_distinct_ports_and_the_ui_is_the_gateway_origin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     for name in ("NATS_PORT", "POSTGRES_PORT", "ENVOY_PORT", "UI_ORIGINS", "DEVMESH_SERVICES"):
         monkeypatch.delenv(name, raising=False)
     settings = MeshSettings()
-    assert (settings.nats_port, settings.postgres_port, settings.envoy_port) == (4222, 5433, 8080)
-    assert settings.ui_origins == ("http://127.0.0.1:8080", "http://localhost:8080")
+    ports = [port for port, _what, _variable in settings.ports()]
+    assert len(set(ports)) == len(ports), "two listeners of the local mesh would collide"
+    assert all(origin.endswith(f":{settings.envoy_port}") for origin in settings.ui_origins)
     assert [s.name for s in settings.services] == ["dispatcher", "classifier", "reporting"]
 
 

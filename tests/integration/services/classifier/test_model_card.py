@@ -6,7 +6,7 @@ from pathlib import Path
 
 from services.classifier.model import DEFAULT_MODEL_PATH, model_version
 
-MODEL_CARD = Path(__file__).resolve().parents[3] / "services" / "classifier" / "MODEL_CARD.md"
+MODEL_CARD = Path(__file__).resolve().parents[4] / "services" / "classifier" / "MODEL_CARD.md"
 
 
 def test_model_card_names_the_version_of_the_shipped_file() -> None:

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
+from meshkit.contract_constants import LABELS
 from services.classifier.model import (
     DEFAULT_MODEL_PATH,
     Prediction,
     Unreadable,
     WeatherModel,
 )
-from services.classifier.preprocess import preprocess
+from services.classifier.preprocess import INPUT_SIZE, preprocess
 
 MAX_MODEL_BYTES = 10 * 1024 * 1024
 
@@ -37,8 +38,10 @@ def test_version_is_the_content_hash_of_the_shipped_file(weather_model: WeatherM
     assert re.fullmatch(r"sha256:[0-9a-f]{12}", weather_model.version)
 
 
-def test_labels_are_the_four_weather_classes(weather_model: WeatherModel) -> None:
-    assert weather_model.labels == ("cloudy", "rain", "shine", "sunrise")
+def test_the_model_answers_one_score_per_contract_label(weather_model: WeatherModel) -> None:
+    assert weather_model.labels == LABELS
+    blank = np.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)
+    assert weather_model.predict(blank).shape == (1, len(LABELS))
 
 
 def test_batched_output_equals_per_image_output(

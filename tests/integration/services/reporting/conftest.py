@@ -16,7 +16,7 @@ from services.reporting.migrator import migrate, packaged_migrations
 from services.reporting.store import JobStore
 from weather.v1 import events_pb2, job_pb2
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[4]
 MODEL_VERSION = "sha256:3f2a9c0d1e4b"
 
 
