@@ -35,9 +35,11 @@ LABEL org.opencontainers.image.title="weather-mesh ${SERVICE}" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${VCS_REF}"
 COPY --from=install /opt/weather-mesh /opt/weather-mesh
-# Nothing is written outside /tmp: no bytecode cache, logs on stdout (read-only root works).
+# Nothing is written outside /tmp: no bytecode cache, logs on stdout, and HOME (where Keras
+# and friends keep caches) in /tmp, so a read-only root file system works.
 ENV PYTHONPATH=/opt/weather-mesh \
     PYTHONDONTWRITEBYTECODE=1 \
+    HOME=/tmp \
     PYTHONUNBUFFERED=1 \
     WEATHER_MESH_SERVICE=${SERVICE}
 USER 10001:10001

@@ -88,9 +88,7 @@ class QueueLagProbe:
         )
 
     async def run(self) -> None:
-        await self._setup.ready.wait()
-        jetstream = self._setup.jetstream
-        assert jetstream is not None  # set before `ready`
+        jetstream = await self._setup.declared()
         while not self._stopping.is_set():
             await self.observe(jetstream)
             with contextlib.suppress(TimeoutError):

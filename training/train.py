@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from meshkit.contract_constants import LABELS
+from services.classifier.model import DEFAULT_MODEL_PATH
 from training.architecture import MemberShape, build_ensemble, build_member
 from training.callbacks import AveragedWeightsEarlyStopping
 from training.dataset import LabelledImages, load_labelled_directory
@@ -35,7 +36,7 @@ from training.metrics import (
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT / ".." / "shared" / "datasets" / "weather"
-DEFAULT_OUTPUT = REPO_ROOT / "services" / "classifier" / "weather_classifier.keras"
+DEFAULT_OUTPUT = DEFAULT_MODEL_PATH  # the file the classifier serves
 DEFAULT_REPORT = Path(__file__).resolve().parent / "last_training_run.json"
 
 

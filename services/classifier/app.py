@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from functools import partial
 
-import grpc
 from prometheus_client import Counter, Histogram
 
 from meshkit.broker_layout import JOBS_STREAM, BrokerSetup
@@ -83,13 +82,10 @@ def build(settings: ClassifierSettings) -> ServiceDefinition:
     queue_lag = QueueLagProbe(metrics.registry, queue_setup, JOBS_STREAM, [CONSUMER])
     servicer = ClassifierService(batcher)
 
-    def register(server: grpc.aio.Server) -> None:
-        classifier_pb2_grpc.add_ClassifierServiceServicer_to_server(servicer, server)
-
     return ServiceDefinition(
         name="classifier",
         grpc_services=[SERVICE_NAME],
-        register=register,
+        register=partial(classifier_pb2_grpc.add_ClassifierServiceServicer_to_server, servicer),
         dependencies=[nats_connection, model],
         workers=[announcement, consumer, exhausted, batcher, queue_lag],
         metrics=metrics,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import grpc
+from functools import partial
+
 from prometheus_client import Counter
 
 from meshkit.broker_layout import BrokerSetup
@@ -41,13 +42,10 @@ def build(settings: DispatcherSettings) -> ServiceDefinition:
     )
     servicer = DispatcherService(jobs)
 
-    def register(server: grpc.aio.Server) -> None:
-        dispatcher_pb2_grpc.add_DispatcherServiceServicer_to_server(servicer, server)
-
     return ServiceDefinition(
         name="dispatcher",
         grpc_services=[SERVICE_NAME],
-        register=register,
+        register=partial(dispatcher_pb2_grpc.add_DispatcherServiceServicer_to_server, servicer),
         dependencies=[nats_connection],
         metrics=metrics,
     )

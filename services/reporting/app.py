@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from functools import partial
 
-import grpc
 from prometheus_client import Counter
 from psycopg_pool import AsyncConnectionPool
 
@@ -57,13 +56,10 @@ def build(settings: ReportingSettings) -> ServiceDefinition:
     queue_lag = QueueLagProbe(metrics.registry, event_setup, JOBS_STREAM, [settings.consumer_name])
     servicer = ReportingService(store)
 
-    def register(server: grpc.aio.Server) -> None:
-        reporting_pb2_grpc.add_ReportingServiceServicer_to_server(servicer, server)
-
     return ServiceDefinition(
         name="reporting",
         grpc_services=[SERVICE_NAME],
-        register=register,
+        register=partial(reporting_pb2_grpc.add_ReportingServiceServicer_to_server, servicer),
         dependencies=[nats_connection, database],
         workers=[consumer, queue_lag],
         metrics=metrics,

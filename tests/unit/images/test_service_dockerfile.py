@@ -241,7 +241,9 @@ def test_the_runtime_runs_the_service_as_a_numeric_non_root_user_without_a_shell
     )
     assert environment["PYTHONPATH"] == TARGET
     assert environment["WEATHER_MESH_SERVICE"] == service
-    assert environment["PYTHONDONTWRITEBYTECODE"] == "1"  # read-only root file system
+    # A read-only root file system: no bytecode cache, caches under HOME go to /tmp.
+    assert environment["PYTHONDONTWRITEBYTECODE"] == "1"
+    assert environment["HOME"] == "/tmp"
 
 
 @pytest.mark.parametrize("service", SERVICES)
