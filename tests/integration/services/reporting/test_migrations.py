@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 
 import psycopg
 import pytest
@@ -80,3 +83,23 @@ async def test_shipped_migrations_apply_on_an_empty_database(fresh_database: str
     assert "jobs_submitted_at_id_idx" in indexes
     assert "jobs_label_submitted_at_id_idx" in indexes
     assert "jobs_state_submitted_at_id_idx" in indexes
+
+
+def test_the_migrate_command_migrates_the_configured_database_and_exits(
+    fresh_database: str,
+) -> None:
+    """What a deployment's migrations Job runs: `python3 -m services.reporting.migrator`."""
+    command = [sys.executable, "-m", "services.reporting.migrator"]
+    environment = {**os.environ, "REPORTING_DATABASE_URL": fresh_database}
+    first = subprocess.run(
+        command, env=environment, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert first.returncode == 0, first.stderr
+    applied = len(packaged_migrations())
+    assert f"{applied} migrations applied now" in first.stdout
+    again = subprocess.run(
+        command, env=environment, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert again.returncode == 0, again.stderr
+    assert "0 migrations applied now" in again.stdout
+    assert fresh_database not in first.stdout + first.stderr  # the URL stays out of the log
