@@ -43,7 +43,7 @@ def tflite_runner(model_path: Path) -> Callable[[np.ndarray], np.ndarray]:
     """Convert the `.keras` file to TF Lite in memory; returns a batch → probabilities function."""
     import keras
 
-    from services.classifier.training import layers  # noqa: F401  (registers custom layers)
+    from services.classifier import layers  # noqa: F401  (registers custom layers)
 
     keras_model = keras.saving.load_model(model_path, compile=False)
     signature = [tf.TensorSpec((None, INPUT_SIZE, INPUT_SIZE, 3), tf.float32)]

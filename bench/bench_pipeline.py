@@ -247,7 +247,8 @@ async def classifier_timings(nats_url: str, job_ids: list[str]) -> dict[str, flo
     """Medians of what the classifier reported in each job's `succeeded` event."""
     import nats
 
-    from meshkit.broker import JOBS_STREAM, decode_event, job_subject
+    from meshkit.broker_layout import JOBS_STREAM, job_subject
+    from meshkit.job_events import decode_event
 
     client = await nats.connect(nats_url)
     try:

@@ -19,9 +19,9 @@ from devmesh.launcher import Launcher
 from devmesh.ports import LOOPBACK
 from devmesh.process import ManagedProcess
 from devmesh.readiness import http_status
+from weather.v1 import defaults_pb2
 
-MIB = 1024 * 1024
-UPLOAD_CAP_BYTES = 10 * MIB
+UPLOAD_CAP_BYTES: int = defaults_pb2.LIMIT_MAX_UPLOAD_BYTES
 # gRPC framing, the other request fields and grpc-web trailers ride on top of the image.
 REQUEST_OVERHEAD_BYTES = 64 * 1024
 

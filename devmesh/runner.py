@@ -26,7 +26,7 @@ from devmesh.nats import NatsServer
 from devmesh.ports import is_free
 from devmesh.postgres import PostgresServer
 from devmesh.process import ManagedProcess
-from devmesh.settings import SERVICE_NAMES, MeshSettings, ServiceSpec
+from devmesh.settings import SERVICE_NAMES, LocalService, MeshSettings
 from devmesh.static import StaticSite
 
 RUNNER_NAME = "devmesh"
@@ -68,7 +68,7 @@ def has_main_module(package: str) -> bool:
     return any((Path(location) / "__main__.py").is_file() for location in locations)
 
 
-def check_service_modules(services: list[ServiceSpec]) -> None:
+def check_service_modules(services: list[LocalService]) -> None:
     for spec in services:
         if not has_main_module(spec.module):
             others = ",".join(s.name for s in services if s is not spec)
@@ -220,7 +220,7 @@ class Mesh:
                 self.say(f"warning: {spec.name} is not SERVING yet; its log says why")
         self.say(self._banner(nats, postgres, envoy))
 
-    def _start_service(self, spec: ServiceSpec, environment: Mapping[str, str]) -> None:
+    def _start_service(self, spec: LocalService, environment: Mapping[str, str]) -> None:
         process = ManagedProcess(spec.name, [sys.executable, "-m", spec.module], env=environment)
         process.start()
         self._adopt(process)

@@ -14,6 +14,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from devmesh.envoy import GatewayConfig
+from weather.v1 import defaults_pb2
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 SERVICE_NAMES = ("dispatcher", "classifier", "reporting")
@@ -28,7 +29,7 @@ def default_data_dir() -> Path:
 
 
 @dataclass(frozen=True)
-class ServiceSpec:
+class LocalService:
     """One Python service the runner starts as `python -m services.<name>`."""
 
     name: str
@@ -55,12 +56,12 @@ class MeshSettings(BaseSettings):
     envoy_port: Port = 8080
     envoy_admin_port: Port = 9901
     ui_port: Port = Field(default=8070, description="The UI's file server, Envoy's upstream for /.")
-    dispatcher_grpc_port: Port = 50051
-    classifier_grpc_port: Port = 50052
-    reporting_grpc_port: Port = 50053
-    dispatcher_metrics_port: Port = 9101
-    classifier_metrics_port: Port = 9102
-    reporting_metrics_port: Port = 9103
+    dispatcher_grpc_port: Port = defaults_pb2.DEFAULT_PORT_DISPATCHER_GRPC
+    classifier_grpc_port: Port = defaults_pb2.DEFAULT_PORT_CLASSIFIER_GRPC
+    reporting_grpc_port: Port = defaults_pb2.DEFAULT_PORT_REPORTING_GRPC
+    dispatcher_metrics_port: Port = defaults_pb2.DEFAULT_PORT_DISPATCHER_METRICS
+    classifier_metrics_port: Port = defaults_pb2.DEFAULT_PORT_CLASSIFIER_METRICS
+    reporting_metrics_port: Port = defaults_pb2.DEFAULT_PORT_REPORTING_METRICS
     ui_origins: Annotated[tuple[str, ...], NoDecode] = (
         "http://127.0.0.1:8080",
         "http://localhost:8080",
@@ -104,13 +105,13 @@ class MeshSettings(BaseSettings):
         )
 
     @property
-    def services(self) -> list[ServiceSpec]:
+    def services(self) -> list[LocalService]:
         ports = {
             "dispatcher": (self.dispatcher_grpc_port, self.dispatcher_metrics_port),
             "classifier": (self.classifier_grpc_port, self.classifier_metrics_port),
             "reporting": (self.reporting_grpc_port, self.reporting_metrics_port),
         }
-        return [ServiceSpec(name, *ports[name]) for name in self.devmesh_services]
+        return [LocalService(name, *ports[name]) for name in self.devmesh_services]
 
     def ports(self) -> list[tuple[int, str, str]]:
         """(port, what wants it, the variable that moves it) for every listener we start."""

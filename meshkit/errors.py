@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import grpc
 
+from meshkit.images import UnreadableImageError
+
 
 @dataclass(frozen=True)
 class StatusFor:
@@ -33,3 +35,8 @@ async def status_on_error(
     except tuple(status.error_type for status in statuses) as error:
         status = next(status for status in statuses if isinstance(error, status.error_type))
         await context.abort(status.code, status.message.format(error=error))
+
+
+IMAGE_STATUSES = (StatusFor(UnreadableImageError, grpc.StatusCode.INVALID_ARGUMENT),)
+"""A photo the mesh cannot read is the client's mistake, told in `meshkit.images`' words;
+every service that takes photos lists these among its statuses."""

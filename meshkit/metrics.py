@@ -9,7 +9,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from threading import Thread
-from typing import Protocol
 from wsgiref.simple_server import WSGIServer
 
 import nats.errors
@@ -22,6 +21,8 @@ from prometheus_client import (
     Gauge,
     start_http_server,
 )
+
+from meshkit.broker_layout import BrokerSetup
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +50,6 @@ class ServiceMetrics:
             "1 while the service reports SERVING on its health check, else 0.",
             registry=self.registry,
         )
-
-
-class BrokerSetup(Protocol):
-    """A service's NATS setup hook, as the queue-lag probe sees it: `ready` is set once its
-    streams and consumers are declared, and `jetstream` is usable from then on."""
-
-    ready: asyncio.Event
-    jetstream: JetStreamContext | None
 
 
 class QueueLagProbe:
@@ -95,9 +88,7 @@ class QueueLagProbe:
         )
 
     async def run(self) -> None:
-        await self._setup.ready.wait()
-        jetstream = self._setup.jetstream
-        assert jetstream is not None  # set before `ready`
+        jetstream = await self._setup.declared()
         while not self._stopping.is_set():
             await self.observe(jetstream)
             with contextlib.suppress(TimeoutError):

@@ -1,6 +1,6 @@
 """The one way a weather-mesh service starts, serves and stops.
 
-A service describes itself with a `ServiceSpec` (its gRPC services, dependencies and
+A service describes itself with a `ServiceDefinition` (its gRPC services, dependencies and
 workers); `serve` does the rest the same way for all three: JSON logging, tracing,
 health (NOT_SERVING until every dependency is connected, NOT_SERVING while draining),
 reflection, Prometheus metrics, and graceful shutdown on SIGTERM/SIGINT:
@@ -45,7 +45,7 @@ class ListenError(OSError):
 
 
 @dataclass
-class ServiceSpec:
+class ServiceDefinition:
     """What makes one service different from the others."""
 
     name: str
@@ -62,7 +62,7 @@ class ServiceSpec:
 class _RunningService:
     """Owns the tasks and listeners of one running service, for an orderly stop."""
 
-    def __init__(self, settings: ServiceSettings, spec: ServiceSpec) -> None:
+    def __init__(self, settings: ServiceSettings, spec: ServiceDefinition) -> None:
         self.settings = settings
         self.spec = spec
         self.health = HealthServicer()
@@ -141,7 +141,7 @@ class _RunningService:
 
 
 async def serve(
-    settings: ServiceSettings, spec: ServiceSpec, stop: asyncio.Event | None = None
+    settings: ServiceSettings, spec: ServiceDefinition, stop: asyncio.Event | None = None
 ) -> None:
     """Run the service until SIGTERM/SIGINT (or until `stop` is set), then shut down cleanly."""
     stop = stop or asyncio.Event()
@@ -161,7 +161,7 @@ async def serve(
 def run(
     service_name: str,
     load_settings: Callable[[], SettingsT],
-    build_spec: Callable[[SettingsT], ServiceSpec],
+    build_spec: Callable[[SettingsT], ServiceDefinition],
 ) -> int:
     """Process entry point: validated settings, logging and tracing, then serve.
 

@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from meshkit.contract_constants import MAX_UPLOAD_BYTES, UPLOAD_FRAMING_BYTES
+
 Port = int
 
 
@@ -25,12 +27,12 @@ class ServiceSettings(BaseSettings):
         default="127.0.0.1",
         description="Address the gRPC server listens on (use 0.0.0.0 in a container).",
     )
-    grpc_port: Port = Field(default=50051, ge=1, le=65535, description="gRPC listen port.")
+    grpc_port: Port = Field(ge=1, le=65535, description="gRPC listen port.")
     metrics_host: str = Field(
         default="127.0.0.1", description="Address the Prometheus `/metrics` endpoint listens on."
     )
     metrics_port: Port = Field(
-        default=9101, ge=0, le=65535, description="Prometheus `/metrics` port; 0 turns it off."
+        ge=0, le=65535, description="Prometheus `/metrics` port; 0 turns it off."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Lowest level written to the JSON log on stdout."
@@ -41,7 +43,7 @@ class ServiceSettings(BaseSettings):
         description="On SIGTERM, how long in-flight RPCs may run before they are cancelled.",
     )
     max_receive_message_bytes: int = Field(
-        default=11 * 1024 * 1024,
+        default=MAX_UPLOAD_BYTES + UPLOAD_FRAMING_BYTES,
         ge=1024,
         description="Largest gRPC request accepted, in bytes (the upload cap plus framing).",
     )

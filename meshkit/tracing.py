@@ -1,7 +1,7 @@
 """Spans across JetStream: the vocabulary and the two moves every consumer makes.
 
 There is no official NATS instrumentation, so the kit does by hand what an instrumentation
-would: `publish_event` (broker.py) injects the W3C trace context into the message headers;
+would: `publish_event` (job_events.py) injects the W3C trace context into the message headers;
 a consumer continues that trace with `consumer_span`, so Submit → classify → report is one
 trace. Work that serves many jobs at once (a batch) cannot have many parents: it gets its
 own span with a link to each job's span (`links_to`).
@@ -16,10 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
-from opentelemetry import trace
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
 from opentelemetry.util.types import AttributeValue
-
-from meshkit.broker import trace_context
 
 JOB_ID = "job.id"
 IMAGE_SHA256 = "image.sha256"
@@ -32,6 +31,11 @@ JOB_OUTCOME = "job.outcome"
 MESSAGING_SYSTEM = "messaging.system"
 MESSAGING_DESTINATION = "messaging.destination.name"
 MESSAGING_CONSUMER_GROUP = "messaging.consumer.group.name"
+
+
+def trace_context(headers: Mapping[str, str] | None) -> otel_context.Context:
+    """The W3C trace context a publisher injected, so a consumer's span joins its trace."""
+    return propagate.extract(dict(headers or {}))
 
 
 def consumer_attributes(subject: str, consumer: str) -> dict[str, AttributeValue]:

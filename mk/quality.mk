@@ -1,9 +1,9 @@
 # Code quality and tests: what `make test` (and so CI) runs.
-.PHONY: test lint format typecheck sast proto proto-check buf-lint buf-breaking test-unit test-integration settings-doc
+.PHONY: test lint lint-imports format typecheck sast proto proto-check buf-lint buf-breaking test-unit test-integration settings-doc
 
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 
-test: lint typecheck sast proto-check lint-docker ui-typecheck ui-gen-check test-unit test-integration test-e2e ## everything CI runs: lint, types, SAST, contract checks, unit, integration and browser tests
+test: lint lint-imports requirements-check typecheck sast proto-check lint-docker ui-typecheck ui-gen-check test-unit test-integration test-e2e ## everything CI runs: lint, types, SAST, contract checks, unit, integration and browser tests
 
 lint: $(INSTALLED) ## ruff lint and format check
 	$(BIN)/ruff check .
@@ -48,3 +48,6 @@ test-integration: $(INSTALLED) ## tests against real nats-server, PostgreSQL, En
 
 settings-doc: $(INSTALLED) ## print the README's settings table from the settings classes
 	$(BIN)/python -m tools.settings_doc
+
+lint-imports: $(INSTALLED) ## the layer contracts (import-linter, [tool.importlinter] in pyproject.toml)
+	$(BIN)/lint-imports --no-cache

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import pytest
 
-WEATHER_DATASET = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "weather"
+# `WEATHER_DATASET` moves it (e.g. for a git worktree that is not beside `shared/`).
+WEATHER_DATASET = Path(
+    os.environ.get(
+        "WEATHER_DATASET",
+        Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "weather",
+    )
+)
 
 
 @pytest.fixture(scope="session")

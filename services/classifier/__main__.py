@@ -1,5 +1,5 @@
 import sys
 
-from services.classifier.server import main
+from services.classifier.app import main
 
 sys.exit(main())

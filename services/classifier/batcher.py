@@ -28,8 +28,10 @@ import numpy as np
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from meshkit.job_messages import classification_message
 from meshkit.tracing import BATCH_SIZE, MODEL_VERSION, current_span_context, links_to
 from services.classifier.preprocess import preprocess
+from weather.v1 import job_pb2
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -62,6 +64,10 @@ class Classified:
     inference_ms: float
     batch_size: int
     batch_started_at: datetime
+
+    def classification(self) -> job_pb2.Classification:
+        """The answer in its wire form (shared by Classify and the queue)."""
+        return classification_message(self.label, self.confidence, self.scores, self.model_version)
 
 
 @dataclass

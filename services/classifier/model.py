@@ -21,15 +21,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from services.classifier.preprocess import (
-    DEFAULT_MAX_PIXELS,
-    INPUT_SIZE,
-    UnreadableImageError,
-    preprocess,
-)
-from services.classifier.training import layers as _registered_layers  # noqa: F401
+from meshkit.contract_constants import LABELS
+from meshkit.images import DEFAULT_MAX_PIXELS, UnreadableImageError
+from services.classifier import layers as _registered_layers  # noqa: F401
+from services.classifier.preprocess import INPUT_SIZE, preprocess
 
-LABELS: tuple[str, ...] = ("cloudy", "rain", "shine", "sunrise")
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "weather_classifier.keras"
 
 

@@ -4,9 +4,8 @@ Why one function: a model is only as good as the agreement between the pixels it
 and the pixels it is served. Training, `make eval` and the gRPC server all call `preprocess`.
 
 Contract
-- Decode by content with Pillow, never by file name; only JPEG, PNG, GIF, WEBP and BMP are
-  accepted, so formats with risky decoders (EPS → Ghostscript, …) are never tried.
-- The pixel count is checked on the header, before any pixel is decoded (decompression bombs).
+- Opening (format allow-list, pixel cap on the header, Pillow's errors in our words) is
+  `meshkit.images`, shared with the dispatcher's upload check.
 - First frame of an animated GIF; EXIF orientation applied; transparency composited on white;
   every mode (grayscale, palette, RGBA, CMYK) converted to RGB.
 - Resize policy: the whole frame is squashed to `INPUT_SIZE` x `INPUT_SIZE` (no crop: the sky and
@@ -18,50 +17,13 @@ Contract
 
 from __future__ import annotations
 
-import io
-import warnings
-
 import numpy as np
 from PIL import Image, ImageOps
 
+from meshkit.images import DEFAULT_MAX_PIXELS, corrupt_image_message, decoding, open_image
+
 INPUT_SIZE = 128
-ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP")
-DEFAULT_MAX_PIXELS = 40_000_000
 DRAFT_FACTOR = 2
-
-
-class UnreadableImageError(ValueError):
-    """The bytes are not a photo we can read: not an image, truncated, or an unsupported format."""
-
-
-class ImageTooLargeError(UnreadableImageError):
-    """The header announces more pixels than allowed; refused before decoding."""
-
-
-def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Open `data` lazily (header only) and refuse it if it has more than `max_pixels` pixels.
-
-    Pixels are not decoded here: the caller (or `preprocess`) decides when to pay for that.
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-    except Image.DecompressionBombError as error:
-        raise ImageTooLargeError(f"image is too large to decode safely: {error}") from error
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise UnreadableImageError(
-            f"not a readable image (accepted formats: {', '.join(ALLOWED_FORMATS)})"
-        ) from error
-    width, height = image.size
-    if width <= 0 or height <= 0:
-        raise UnreadableImageError(f"image has an empty size {width}x{height}")
-    if width * height > max_pixels:
-        raise ImageTooLargeError(
-            f"image is {width}x{height} = {width * height} pixels, "
-            f"more than the {max_pixels} allowed"
-        )
-    return image
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -83,15 +45,14 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def preprocess(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Photo bytes → `uint8` array (INPUT_SIZE, INPUT_SIZE, 3). Raises `UnreadableImageError`."""
+    """Photo bytes → `uint8` array (INPUT_SIZE, INPUT_SIZE, 3).
+
+    Raises `meshkit.images.UnreadableImageError` (or its `ImageTooLargeError`)."""
     image = open_image(data, max_pixels)
     try:
-        rgb = to_rgb(image)
-        resized = rgb.resize((INPUT_SIZE, INPUT_SIZE), Image.Resampling.BILINEAR)
-    except Image.DecompressionBombError as error:
-        raise ImageTooLargeError(f"image is too large to decode safely: {error}") from error
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise UnreadableImageError(f"image data is corrupt or truncated: {error}") from error
+        with decoding(corrupt_image_message(image) + " ({error})"):
+            rgb = to_rgb(image)
+            resized = rgb.resize((INPUT_SIZE, INPUT_SIZE), Image.Resampling.BILINEAR)
     finally:
         image.close()
     return np.asarray(resized, dtype=np.uint8)

@@ -7,16 +7,25 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from meshkit.broker import BrokerSettings
+from meshkit.broker_layout import BrokerSettings
 from meshkit.settings import NatsSettings, Port, ServiceSettings
+from weather.v1 import defaults_pb2
 
 
 class ClassifierSettings(ServiceSettings, NatsSettings, BrokerSettings):
     model_config = SettingsConfigDict(env_prefix="CLASSIFIER_", frozen=True, extra="ignore")
 
-    grpc_port: Port = Field(default=50052, ge=1, le=65535, description="gRPC listen port.")
+    grpc_port: Port = Field(
+        default=defaults_pb2.DEFAULT_PORT_CLASSIFIER_GRPC,
+        ge=1,
+        le=65535,
+        description="gRPC listen port.",
+    )
     metrics_port: Port = Field(
-        default=9102, ge=0, le=65535, description="Prometheus `/metrics` port; 0 turns it off."
+        default=defaults_pb2.DEFAULT_PORT_CLASSIFIER_METRICS,
+        ge=0,
+        le=65535,
+        description="Prometheus `/metrics` port; 0 turns it off.",
     )
     model_path: Path | None = Field(
         default=None,

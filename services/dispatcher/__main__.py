@@ -1,5 +1,5 @@
 import sys
 
-from services.dispatcher.server import main
+from services.dispatcher.app import main
 
 sys.exit(main())

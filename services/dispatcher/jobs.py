@@ -23,26 +23,29 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from opentelemetry import trace
 
-from meshkit.broker import (
+from meshkit.broker_layout import (
     CURRENT_MODEL_KEY,
     IDEMPOTENCY_BUCKET,
     JOBS_STREAM,
     MODELS_BUCKET,
     RESULTS_BUCKET,
-    TERMINAL_KINDS,
-    ImageStore,
+    idempotency_kv_key,
+    is_job_id,
+    job_subjects,
+    result_key,
+    terminal_event_id,
+)
+from meshkit.image_store import ImageStore
+from meshkit.job_events import (
     JobAlreadyStartedError,
     MalformedEventError,
     decode_event,
     event_kind,
-    idempotency_kv_key,
-    is_job_id,
-    job_subjects,
     last_job_event,
     publish_event,
-    result_key,
-    terminal_event_id,
 )
+from meshkit.job_messages import job_from_event
+from meshkit.job_states import TERMINAL_KINDS, is_terminal_state
 from meshkit.nats import NatsNotConnectedError
 from meshkit.tracing import IMAGE_SHA256, JOB_ID
 from services.dispatcher.uploads import check_upload
@@ -74,32 +77,6 @@ def broker_errors(action: str) -> Iterator[None]:
         raise BrokerUnavailableError(
             f"the job broker is unavailable ({action}: {type(error).__name__}); retry shortly"
         ) from error
-
-
-def job_from_event(event: events_pb2.JobEvent) -> job_pb2.Job:
-    """The job as one event describes it: every event carries the job's identity."""
-    job = job_pb2.Job(
-        id=event.job_id,
-        image_sha256=event.image_sha256,
-        submitted_at=event.submitted_at,
-        filename=event.filename or event.queued.filename,
-    )
-    kind = event_kind(event)
-    if kind == "queued":
-        job.state = job_pb2.JOB_STATE_QUEUED
-    elif kind == "succeeded":
-        job.state = job_pb2.JOB_STATE_SUCCEEDED
-        job.classification.CopyFrom(event.succeeded.classification)
-        job.finished_at.CopyFrom(event.occurred_at)
-    else:
-        job.state = job_pb2.JOB_STATE_FAILED
-        job.error_message = event.failed.reason
-        job.finished_at.CopyFrom(event.occurred_at)
-    return job
-
-
-def is_terminal(job: job_pb2.Job) -> bool:
-    return job.state in (job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED)
 
 
 @dataclass(frozen=True)
@@ -269,12 +246,12 @@ class JobBook:
             raise JobNotFoundError(f"no job with id {job_id!r}")
         job = job_from_event(stored.event)
         yield job
-        if is_terminal(job):
+        if is_terminal_state(job.state):
             return
         async for event in _events_after(js, job_id, stored.sequence):
             job = job_from_event(event)
             yield job
-            if is_terminal(job):
+            if is_terminal_state(job.state):
                 return
 
 

@@ -5,19 +5,29 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from meshkit.broker import BrokerSettings
+from meshkit.broker_layout import BrokerSettings
+from meshkit.contract_constants import MAX_UPLOAD_BYTES
 from meshkit.settings import NatsSettings, Port, ServiceSettings
+from weather.v1 import defaults_pb2
 
 
 class DispatcherSettings(ServiceSettings, NatsSettings, BrokerSettings):
     model_config = SettingsConfigDict(env_prefix="DISPATCHER_", frozen=True, extra="ignore")
 
-    grpc_port: Port = Field(default=50051, ge=1, le=65535, description="gRPC listen port.")
+    grpc_port: Port = Field(
+        default=defaults_pb2.DEFAULT_PORT_DISPATCHER_GRPC,
+        ge=1,
+        le=65535,
+        description="gRPC listen port.",
+    )
     metrics_port: Port = Field(
-        default=9101, ge=0, le=65535, description="Prometheus `/metrics` port; 0 turns it off."
+        default=defaults_pb2.DEFAULT_PORT_DISPATCHER_METRICS,
+        ge=0,
+        le=65535,
+        description="Prometheus `/metrics` port; 0 turns it off.",
     )
     max_upload_bytes: int = Field(
-        default=10 * 1024 * 1024,
+        default=MAX_UPLOAD_BYTES,
         ge=1,
         description=(
             "Largest photo Submit accepts, in bytes; larger uploads get RESOURCE_EXHAUSTED."

@@ -1,5 +1,5 @@
 import sys
 
-from services.reporting.server import main
+from services.reporting.app import main
 
 sys.exit(main())

@@ -25,15 +25,9 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from opentelemetry import trace
 
-from meshkit.broker import (
-    JOB_SUBJECT_ROOT,
-    JOBS_STREAM,
-    MalformedEventError,
-    declare_broker,
-    decode_event,
-    release_pull_subscription,
-    trace_context,
-)
+from meshkit.broker_layout import ALL_JOB_SUBJECTS, JOBS_STREAM, BrokerSetup
+from meshkit.job_events import MalformedEventError, decode_event
+from meshkit.pull_consumer import PullSubscription, pull_until_stopped
 from meshkit.tracing import (
     EVENT_ID,
     EVENT_KIND,
@@ -41,6 +35,7 @@ from meshkit.tracing import (
     consumer_attributes,
     current_span_context,
     links_to,
+    trace_context,
 )
 from services.reporting.settings import ReportingSettings
 from services.reporting.store import (
@@ -55,8 +50,6 @@ from services.reporting.store import (
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
-ALL_JOB_EVENTS = f"{JOB_SUBJECT_ROOT}.>"
-
 Outcome = Callable[[str, int], None]
 """Observes how many events ended how: recorded, duplicate, malformed, rejected, retried."""
 
@@ -67,7 +60,7 @@ async def declare_consumer(jetstream: JetStreamContext, settings: ReportingSetti
         api.ConsumerConfig(
             durable_name=settings.consumer_name,
             description="reporting: every job event into PostgreSQL",
-            filter_subject=ALL_JOB_EVENTS,
+            filter_subject=ALL_JOB_SUBJECTS,
             deliver_policy=api.DeliverPolicy.ALL,
             ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=settings.consumer_ack_wait_seconds,
@@ -77,27 +70,12 @@ async def declare_consumer(jetstream: JetStreamContext, settings: ReportingSetti
     )
 
 
-class EventSetup:
-    """The NATS setup hook: declares the broker and the consumer, then lets ingest start."""
-
-    def __init__(self, settings: ReportingSettings) -> None:
-        self._settings = settings
-        self.ready = asyncio.Event()
-        self.jetstream: JetStreamContext | None = None
-
-    async def __call__(self, jetstream: JetStreamContext) -> None:
-        await declare_broker(jetstream, self._settings)
-        await declare_consumer(jetstream, self._settings)
-        self.jetstream = jetstream
-        self.ready.set()
-
-
 class EventConsumer:
     """A service worker: fetch a batch, record it in one transaction, then ack it."""
 
     def __init__(
         self,
-        setup: EventSetup,
+        setup: BrokerSetup,
         database_ready: asyncio.Event,
         store: JobStore,
         settings: ReportingSettings,
@@ -113,38 +91,34 @@ class EventConsumer:
         self._idle.set()
 
     async def run(self) -> None:
-        await self._setup.ready.wait()
+        jetstream = await self._setup.declared()
         await self._database_ready.wait()
-        jetstream = self._setup.jetstream
-        assert jetstream is not None  # set before `ready`
-        subscription = await _bind(jetstream, self._settings.consumer_name)
-        logger.info("recording job events from consumer %s", self._settings.consumer_name)
-        try:
-            await self._consume(subscription)
-        finally:
-            await release_pull_subscription(subscription)
 
-    async def _consume(self, subscription: JetStreamContext.PullSubscription) -> None:
-        while not self._stopping.is_set():
-            try:
-                messages = await subscription.fetch(
-                    self._settings.consumer_batch_size,
-                    timeout=self._settings.consumer_fetch_timeout_seconds,
-                )
-            except (nats.errors.TimeoutError, TimeoutError):
-                continue
-            except nats.errors.Error as error:
-                logger.warning("fetching job events failed: %s; retrying", error)
-                await asyncio.sleep(0.5)
-                continue
-            self._idle.clear()
-            try:
-                await self._handle(messages)
-            except Exception:  # a bug must not end ingest; the batch is redelivered later
-                logger.exception("recording %d job events failed unexpectedly", len(messages))
-                await asyncio.sleep(self._settings.consumer_retry_delay_seconds)
-            finally:
-                self._idle.set()
+        async def fetch(subscription: PullSubscription) -> list[Msg]:
+            return await subscription.fetch(
+                self._settings.consumer_batch_size,
+                timeout=self._settings.consumer_fetch_timeout_seconds,
+            )
+
+        logger.info("recording job events from consumer %s", self._settings.consumer_name)
+        await pull_until_stopped(
+            jetstream,
+            self._settings.consumer_name,
+            JOBS_STREAM,
+            fetch,
+            self._handle_batch,
+            self._stopping,
+        )
+
+    async def _handle_batch(self, messages: list[Msg]) -> None:
+        self._idle.clear()
+        try:
+            await self._handle(messages)
+        except Exception:  # a bug must not end ingest; the batch is redelivered later
+            logger.exception("recording %d job events failed unexpectedly", len(messages))
+            await asyncio.sleep(self._settings.consumer_retry_delay_seconds)
+        finally:
+            self._idle.set()
 
     async def stop(self) -> None:
         """Fetch nothing more; let the batch in hand commit and be acked."""
@@ -250,13 +224,3 @@ async def _settle(acknowledgement: Awaitable[object]) -> None:
         await acknowledgement
     except (nats.errors.Error, TimeoutError) as error:
         logger.warning("acknowledging a job event failed: %s", error)
-
-
-async def _bind(jetstream: JetStreamContext, durable: str) -> JetStreamContext.PullSubscription:
-    """Bind to the declared durable consumer, retrying while the connection is down."""
-    while True:
-        try:
-            return await jetstream.pull_subscribe_bind(durable, JOBS_STREAM)
-        except (nats.errors.Error, TimeoutError) as error:
-            logger.warning("cannot bind to consumer %s yet: %s", durable, error)
-            await asyncio.sleep(1.0)

@@ -9,9 +9,11 @@ that was edited afterwards is refused instead of silently diverging from the dat
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -104,3 +106,26 @@ async def migrate(connection: AsyncConnection[Any], migrations: Sequence[Migrati
             )
             applied_now.append(migration.version)
     return applied_now
+
+
+async def migrate_database(database_url: str) -> list[int]:
+    """Apply the shipped migrations to the database at `database_url`; the versions applied."""
+    async with await AsyncConnection.connect(database_url) as connection:
+        return await migrate(connection, packaged_migrations())
+
+
+def main() -> int:
+    """`python -m services.reporting.migrator`: migrate the database of `REPORTING_*` settings
+    and exit (a deployment's migrations Job; the service itself also migrates at start)."""
+    from meshkit.logging import configure_logging
+    from services.reporting.settings import ReportingSettings
+
+    settings = ReportingSettings()
+    configure_logging("reporting-migrate", settings.log_level)
+    applied = asyncio.run(migrate_database(settings.database_url.get_secret_value()))
+    logger.info("database migrated: %d migrations applied now", len(applied))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

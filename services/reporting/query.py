@@ -20,19 +20,13 @@ from datetime import UTC, datetime, timedelta
 
 from google.protobuf.message import DecodeError
 
+from meshkit.job_states import KIND_OF_JOB_STATE
 from weather.v1 import job_pb2, reporting_pb2
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 MAX_LABEL_LENGTH = 256
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-STATE_NAMES: dict[job_pb2.JobState.ValueType, str] = {
-    job_pb2.JOB_STATE_QUEUED: "queued",
-    job_pb2.JOB_STATE_SUCCEEDED: "succeeded",
-    job_pb2.JOB_STATE_FAILED: "failed",
-}
-STATES_BY_NAME = {name: state for state, name in STATE_NAMES.items()}
 
 
 class InvalidRequestError(ValueError):
@@ -99,9 +93,9 @@ def jobs_page(request: reporting_pb2.ListJobsRequest) -> JobsPage:
         raise InvalidRequestError("label must not contain NUL characters")
     state: str | None = None
     if request.state != job_pb2.JOB_STATE_UNSPECIFIED:
-        if request.state not in STATE_NAMES:
+        if request.state not in KIND_OF_JOB_STATE:
             raise InvalidRequestError(f"unknown job state {request.state}")
-        state = STATE_NAMES[request.state]
+        state = KIND_OF_JOB_STATE[request.state]
     job_filter = JobFilter(
         label=request.label or None,
         state=state,

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from meshkit.broker import BrokerSettings
+from meshkit.broker_layout import BrokerSettings
 from meshkit.settings import NatsSettings, Port, ServiceSettings
+from weather.v1 import defaults_pb2
 
 
 class ReportingSettings(ServiceSettings, NatsSettings, BrokerSettings):
@@ -15,9 +16,17 @@ class ReportingSettings(ServiceSettings, NatsSettings, BrokerSettings):
 
     model_config = SettingsConfigDict(env_prefix="REPORTING_", frozen=True, extra="ignore")
 
-    grpc_port: Port = Field(default=50053, ge=1, le=65535, description="gRPC listen port.")
+    grpc_port: Port = Field(
+        default=defaults_pb2.DEFAULT_PORT_REPORTING_GRPC,
+        ge=1,
+        le=65535,
+        description="gRPC listen port.",
+    )
     metrics_port: Port = Field(
-        default=9103, ge=0, le=65535, description="Prometheus `/metrics` port; 0 turns it off."
+        default=defaults_pb2.DEFAULT_PORT_REPORTING_METRICS,
+        ge=0,
+        le=65535,
+        description="Prometheus `/metrics` port; 0 turns it off.",
     )
     database_url: SecretStr = Field(
         default=SecretStr("postgresql://weather-mesh@127.0.0.1:5433/weather"),

@@ -26,7 +26,7 @@ from psycopg import AsyncConnection, sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from meshkit.broker import event_kind
+from meshkit.job_events import event_kind
 from services.reporting.query import JobFilter, JobsPage, Window
 from weather.v1 import events_pb2
 

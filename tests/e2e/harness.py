@@ -27,7 +27,9 @@ from devmesh.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "e2e"
-DATASET = REPO_ROOT.parent / "shared" / "datasets" / "weather"
+DATASET = Path(
+    os.environ.get("WEATHER_DATASET", REPO_ROOT.parent / "shared" / "datasets" / "weather")
+)
 MESH_START_SECONDS = 240.0
 PORT_VARIABLES = (
     "NATS_PORT",

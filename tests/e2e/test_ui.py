@@ -13,12 +13,13 @@ import grpc
 import pytest
 from playwright.sync_api import Page, expect
 
+from meshkit.contract_constants import LABELS as CONTRACT_LABELS
 from tests.e2e.harness import REPO_ROOT, RunningMesh, start_mesh
 from weather.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 
 pytestmark = pytest.mark.timeout(600)  # the first test also starts the mesh and TensorFlow
 
-LABELS = {"cloudy", "rain", "shine", "sunrise"}
+LABELS = set(CONTRACT_LABELS)
 FIRST_CLASSIFICATION_SECONDS = 120  # the classifier may still be loading TensorFlow
 REPORTING_LAG_SECONDS = 30  # reporting learns of jobs from NATS events
 HISTORY_PAGE_SIZE = 10  # ui/src/history.ts

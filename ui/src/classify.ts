@@ -8,9 +8,9 @@ import {
   formatPercent,
   hide,
   show,
-  stateName,
   uploadProblem,
 } from "./format.js";
+import { MAX_UPLOAD_BYTES, stateName } from "./contract.js";
 
 const RETRY_DELAYS_MS = [500, 1000, 2000, 5000];
 
@@ -37,6 +37,7 @@ export function setupClassify(api: Api): void {
   const jobSection = byId("job");
   const jobStatus = byId("job-status");
   const jobResult = byId("job-result");
+  byId("upload-cap").textContent = formatBytes(MAX_UPLOAD_BYTES);
 
   let chosen: File | null = null;
   // One key per chosen file: a retried Submit (after a dropped reply) returns the same job.

@@ -1,8 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { JobState } from "./gen/weather/v1/job_pb.js";
-
-export const MAX_UPLOAD_BYTES = 10 * 1024 * 1024;
+import { MAX_UPLOAD_BYTES } from "./contract.js";
 
 export function formatBytes(bytes: number): string {
   if (bytes < 1024) return `${bytes} bytes`;
@@ -16,19 +14,6 @@ export function formatPercent(score: number): string {
 
 export function formatTime(timestamp: Timestamp | undefined): string {
   return timestamp ? timestampDate(timestamp).toLocaleString() : "–";
-}
-
-export function stateName(state: JobState): string {
-  switch (state) {
-    case JobState.QUEUED:
-      return "Queued";
-    case JobState.SUCCEEDED:
-      return "Succeeded";
-    case JobState.FAILED:
-      return "Failed";
-    default:
-      return "Unknown";
-  }
 }
 
 /** Why a photo cannot be sent at all, checked before any bytes leave the browser. */
@@ -48,7 +33,7 @@ export function describeError(error: unknown, action: string): string {
     case Code.InvalidArgument:
       return `That file isn't a photo we can read. Use a JPEG, PNG, GIF, WebP or BMP image.${said}`;
     case Code.ResourceExhausted:
-      return `The service is busy or the file is too large (the limit is 10 MB). Wait a moment and try again.${said}`;
+      return `The service is busy or the file is too large (the limit is ${formatBytes(MAX_UPLOAD_BYTES)}). Wait a moment and try again.${said}`;
     case Code.FailedPrecondition:
       return `The request conflicts with an earlier one.${said}`;
     case Code.NotFound:

@@ -1,6 +1,7 @@
 import type { Api } from "./client.js";
 import { JobState } from "./gen/weather/v1/job_pb.js";
-import { byId, describeError, formatPercent, formatTime, hide, show, stateName } from "./format.js";
+import { JOB_STATES, LABELS, stateName } from "./contract.js";
+import { byId, describeError, formatPercent, formatTime, hide, show } from "./format.js";
 
 const PAGE_SIZE = 10;
 
@@ -14,6 +15,9 @@ export function setupHistory(api: Api): { load: () => Promise<void> } {
   const pageLabel = byId("history-page");
   const labelFilter = byId<HTMLSelectElement>("history-label");
   const stateFilter = byId<HTMLSelectElement>("history-state");
+  // The filters offer what the contract defines, after the "All …" option of index.html.
+  labelFilter.append(...LABELS.map((label) => new Option(label, label)));
+  stateFilter.append(...JOB_STATES.map((state) => new Option(stateName(state), String(state))));
   // tokens[i] fetches page i; the first page has the empty token.
   let tokens: string[] = [""];
   let page = 0;

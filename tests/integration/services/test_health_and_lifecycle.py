@@ -130,7 +130,7 @@ def test_reflection_lists_the_contract_and_health_is_per_service(
 def test_reporting_rpcs_answer_on_an_empty_database(
     method: str, start_service: StartService, nats_server: Any, fresh_database: str
 ) -> None:
-    # Every RPC is built now (tests/integration/pipeline and tests/integration/reporting
+    # Every RPC is built now (tests/integration/services and tests/integration/services/reporting
     # cover them in depth); over plain gRPC, an empty history is an empty answer.
     service = start_any("reporting", start_service, nats_server.url, fresh_database)
     service.wait_for_health(SERVING)

@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from devmesh.envoy import GatewayConfig, default_template_path, render_config, validate_origin
+from weather.v1 import defaults_pb2
 
 ORIGINS = ("http://127.0.0.1:8080", "http://localhost:8080")
 
@@ -68,11 +69,12 @@ def test_grpc_upstreams_speak_http2_and_admin_binds_loopback() -> None:
     assert document["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
 
 
-def test_body_limit_covers_a_10_mib_upload_plus_framing() -> None:
+def test_body_limit_covers_the_contract_upload_cap_plus_framing() -> None:
     filters = _connection_manager(_rendered())["http_filters"]
     buffer = next(f for f in filters if f["name"] == "envoy.filters.http.buffer")
     limit = buffer["typed_config"]["max_request_bytes"]
-    assert 10 * 1024 * 1024 < limit <= 11 * 1024 * 1024
+    cap = defaults_pb2.LIMIT_MAX_UPLOAD_BYTES
+    assert cap < limit <= cap + 1024 * 1024
 
 
 @pytest.mark.parametrize(

@@ -8,14 +8,18 @@ from pydantic import ValidationError
 from devmesh.nats import render_nats_config
 from devmesh.runner import mesh_environment
 from devmesh.settings import MeshSettings
+from weather.v1 import defaults_pb2
 
 
-def test_defaults_are_the_documented_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_by_default_everything_starts_on_distinct_ports_and_the_ui_is_the_gateway_origin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     for name in ("NATS_PORT", "POSTGRES_PORT", "ENVOY_PORT", "UI_ORIGINS", "DEVMESH_SERVICES"):
         monkeypatch.delenv(name, raising=False)
     settings = MeshSettings()
-    assert (settings.nats_port, settings.postgres_port, settings.envoy_port) == (4222, 5433, 8080)
-    assert settings.ui_origins == ("http://127.0.0.1:8080", "http://localhost:8080")
+    ports = [port for port, _what, _variable in settings.ports()]
+    assert len(set(ports)) == len(ports), "two listeners of the local mesh would collide"
+    assert all(origin.endswith(f":{settings.envoy_port}") for origin in settings.ui_origins)
     assert [s.name for s in settings.services] == ["dispatcher", "classifier", "reporting"]
 
 
@@ -52,7 +56,10 @@ def test_services_get_nats_urls_database_and_their_ports(monkeypatch: pytest.Mon
     for prefix in ("DISPATCHER", "CLASSIFIER", "REPORTING"):
         assert environment[f"{prefix}_NATS_URL"] == "nats://127.0.0.1:4333"
     assert environment["REPORTING_DATABASE_URL"] == "postgresql://weather@127.0.0.1:5433/weather"
-    assert environment["CLASSIFIER_GRPC_PORT"] == "50052"
+    monkeypatch.setenv("CLASSIFIER_GRPC_PORT", "6052")
+    moved = mesh_environment(MeshSettings(), "postgresql://weather@127.0.0.1:5433/weather")
+    assert moved["CLASSIFIER_GRPC_PORT"] == "6052"
+    assert environment["CLASSIFIER_GRPC_PORT"] == str(defaults_pb2.DEFAULT_PORT_CLASSIFIER_GRPC)
 
 
 def test_nats_config_fsyncs_every_write_into_the_store_dir() -> None:

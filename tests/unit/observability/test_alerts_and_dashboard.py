@@ -18,12 +18,12 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from meshkit.rpc_metrics import RpcMetricsInterceptor
-from meshkit.server import ServiceSpec
-from services.classifier.server import build as build_classifier
+from meshkit.server import ServiceDefinition
+from services.classifier.app import build as build_classifier
 from services.classifier.settings import ClassifierSettings
-from services.dispatcher.server import build as build_dispatcher
+from services.dispatcher.app import build as build_dispatcher
 from services.dispatcher.settings import DispatcherSettings
-from services.reporting.server import build as build_reporting
+from services.reporting.app import build as build_reporting
 from services.reporting.settings import ReportingSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -76,7 +76,7 @@ def test_metric_names_are_read_from_promql() -> None:
 
 
 def _registries() -> Iterator[tuple[str, CollectorRegistry]]:
-    specs: list[ServiceSpec] = [
+    specs: list[ServiceDefinition] = [
         build_dispatcher(DispatcherSettings()),
         build_classifier(ClassifierSettings()),
         build_reporting(ReportingSettings()),

@@ -48,16 +48,40 @@ JOB_STATE_FAILED: JobState.ValueType  # 3
 """Could not be classified; `Job.error_message` says why in plain words."""
 Global___JobState: _TypeAlias = JobState  # noqa: Y015
 
+class _Label:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LabelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Label.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LABEL_UNSPECIFIED: _Label.ValueType  # 0
+    LABEL_CLOUDY: _Label.ValueType  # 1
+    LABEL_RAIN: _Label.ValueType  # 2
+    LABEL_SHINE: _Label.ValueType  # 3
+    LABEL_SUNRISE: _Label.ValueType  # 4
+
+class Label(_Label, metaclass=_LabelEnumTypeWrapper):
+    """The score the model gave one label.
+    The weather a photo shows: the classifier's whole label set, in the order of the model's
+    outputs. On the wire a label is a string, the value's name in lower case without the
+    prefix (`LABEL_CLOUDY` is "cloudy"), so that a new label needs no new field.
+    """
+
+LABEL_UNSPECIFIED: Label.ValueType  # 0
+LABEL_CLOUDY: Label.ValueType  # 1
+LABEL_RAIN: Label.ValueType  # 2
+LABEL_SHINE: Label.ValueType  # 3
+LABEL_SUNRISE: Label.ValueType  # 4
+Global___Label: _TypeAlias = Label  # noqa: Y015
+
 @_typing.final
 class LabelScore(_message.Message):
-    """The score the model gave one label."""
-
     DESCRIPTOR: _descriptor.Descriptor
 
     LABEL_FIELD_NUMBER: _builtins.int
     SCORE_FIELD_NUMBER: _builtins.int
     label: _builtins.str
-    """One of `cloudy`, `rain`, `shine`, `sunrise`."""
+    """One of the `Label` names: `cloudy`, `rain`, `shine`, `sunrise`."""
     score: _builtins.float
     """Probability in [0, 1]; the scores of one classification sum to 1."""
     def __init__(

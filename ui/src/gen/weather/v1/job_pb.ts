@@ -12,16 +12,14 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file weather/v1/job.proto.
  */
 export const file_weather_v1_job: GenFile = /*@__PURE__*/
-  fileDesc("ChR3ZWF0aGVyL3YxL2pvYi5wcm90bxIKd2VhdGhlci52MSIqCgpMYWJlbFNjb3JlEg0KBWxhYmVsGAEgASgJEg0KBXNjb3JlGAIgASgCInIKDkNsYXNzaWZpY2F0aW9uEg0KBWxhYmVsGAEgASgJEhIKCmNvbmZpZGVuY2UYAiABKAISJgoGc2NvcmVzGAMgAygLMhYud2VhdGhlci52MS5MYWJlbFNjb3JlEhUKDW1vZGVsX3ZlcnNpb24YBCABKAkijAIKA0pvYhIKCgJpZBgBIAEoCRIjCgVzdGF0ZRgCIAEoDjIULndlYXRoZXIudjEuSm9iU3RhdGUSFAoMaW1hZ2Vfc2hhMjU2GAMgASgJEjIKDmNsYXNzaWZpY2F0aW9uGAQgASgLMhoud2VhdGhlci52MS5DbGFzc2lmaWNhdGlvbhIVCg1lcnJvcl9tZXNzYWdlGAUgASgJEjAKDHN1Ym1pdHRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGZpbGVuYW1lGAggASgJKmoKCEpvYlN0YXRlEhkKFUpPQl9TVEFURV9VTlNQRUNJRklFRBAAEhQKEEpPQl9TVEFURV9RVUVVRUQQARIXChNKT0JfU1RBVEVfU1VDQ0VFREVEEAISFAoQSk9CX1NUQVRFX0ZBSUxFRBADYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("ChR3ZWF0aGVyL3YxL2pvYi5wcm90bxIKd2VhdGhlci52MSIqCgpMYWJlbFNjb3JlEg0KBWxhYmVsGAEgASgJEg0KBXNjb3JlGAIgASgCInIKDkNsYXNzaWZpY2F0aW9uEg0KBWxhYmVsGAEgASgJEhIKCmNvbmZpZGVuY2UYAiABKAISJgoGc2NvcmVzGAMgAygLMhYud2VhdGhlci52MS5MYWJlbFNjb3JlEhUKDW1vZGVsX3ZlcnNpb24YBCABKAkijAIKA0pvYhIKCgJpZBgBIAEoCRIjCgVzdGF0ZRgCIAEoDjIULndlYXRoZXIudjEuSm9iU3RhdGUSFAoMaW1hZ2Vfc2hhMjU2GAMgASgJEjIKDmNsYXNzaWZpY2F0aW9uGAQgASgLMhoud2VhdGhlci52MS5DbGFzc2lmaWNhdGlvbhIVCg1lcnJvcl9tZXNzYWdlGAUgASgJEjAKDHN1Ym1pdHRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGZpbGVuYW1lGAggASgJKmoKCEpvYlN0YXRlEhkKFUpPQl9TVEFURV9VTlNQRUNJRklFRBAAEhQKEEpPQl9TVEFURV9RVUVVRUQQARIXChNKT0JfU1RBVEVfU1VDQ0VFREVEEAISFAoQSk9CX1NUQVRFX0ZBSUxFRBADKmQKBUxhYmVsEhUKEUxBQkVMX1VOU1BFQ0lGSUVEEAASEAoMTEFCRUxfQ0xPVURZEAESDgoKTEFCRUxfUkFJThACEg8KC0xBQkVMX1NISU5FEAMSEQoNTEFCRUxfU1VOUklTRRAEYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
- * The score the model gave one label.
- *
  * @generated from message weather.v1.LabelScore
  */
 export type LabelScore = Message<"weather.v1.LabelScore"> & {
   /**
-   * One of `cloudy`, `rain`, `shine`, `sunrise`.
+   * One of the `Label` names: `cloudy`, `rain`, `shine`, `sunrise`.
    *
    * @generated from field: string label = 1;
    */
@@ -189,4 +187,45 @@ export enum JobState {
  */
 export const JobStateSchema: GenEnum<JobState> = /*@__PURE__*/
   enumDesc(file_weather_v1_job, 0);
+
+/**
+ * The score the model gave one label.
+ * The weather a photo shows: the classifier's whole label set, in the order of the model's
+ * outputs. On the wire a label is a string, the value's name in lower case without the
+ * prefix (`LABEL_CLOUDY` is "cloudy"), so that a new label needs no new field.
+ *
+ * @generated from enum weather.v1.Label
+ */
+export enum Label {
+  /**
+   * @generated from enum value: LABEL_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: LABEL_CLOUDY = 1;
+   */
+  CLOUDY = 1,
+
+  /**
+   * @generated from enum value: LABEL_RAIN = 2;
+   */
+  RAIN = 2,
+
+  /**
+   * @generated from enum value: LABEL_SHINE = 3;
+   */
+  SHINE = 3,
+
+  /**
+   * @generated from enum value: LABEL_SUNRISE = 4;
+   */
+  SUNRISE = 4,
+}
+
+/**
+ * Describes the enum weather.v1.Label.
+ */
+export const LabelSchema: GenEnum<Label> = /*@__PURE__*/
+  enumDesc(file_weather_v1_job, 1);
 

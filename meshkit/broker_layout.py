@@ -1,0 +1,237 @@
+"""What the job broker holds on JetStream, by name, and how it is declared.
+
+Why one module: the dispatcher, the classifier and reporting must agree byte for byte on
+subjects, stream and bucket names and keys. Each service declares what it uses at start
+(idempotently), so any of them may start first on an empty server.
+
+Layout on JetStream
+- stream `WEATHER_JOBS`, subjects `weather.job.<job_id>.<kind>` with kind `queued`,
+  `succeeded` or `failed`; a job's state is the last message on `weather.job.<job_id>.*`
+  (direct get), so no service keeps a job table in memory.
+- object store `weather-images`: the uploaded bytes, object name = hex sha256.
+- KV `weather-results`: classification by `<model version>.<sha256>` (the result cache).
+- KV `weather-idempotency`: Submit's idempotency keys → the job they created.
+- KV `weather-models`: the model version the classifiers currently serve.
+
+Event ids double as `Nats-Msg-Id`: `queued` uses the job id, and both terminal kinds use
+`<job_id>.terminal`, so a redelivered job that is classified twice still yields one
+terminal event (JetStream drops the second publish inside the duplicate window).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from nats.js import JetStreamContext, api
+from nats.js.errors import APIError
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from meshkit.job_states import EventKind
+
+logger = logging.getLogger(__name__)
+
+JOBS_STREAM = "WEATHER_JOBS"
+JOB_SUBJECT_ROOT = "weather.job"
+ALL_JOB_SUBJECTS = f"{JOB_SUBJECT_ROOT}.>"
+QUEUED_SUBJECTS = f"{JOB_SUBJECT_ROOT}.*.queued"
+IMAGES_BUCKET = "weather-images"
+IMAGES_STREAM = f"OBJ_{IMAGES_BUCKET}"
+RESULTS_BUCKET = "weather-results"
+IDEMPOTENCY_BUCKET = "weather-idempotency"
+MODELS_BUCKET = "weather-models"
+CURRENT_MODEL_KEY = "classifier.current"
+STREAM_NAME_IN_USE = 10058
+JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+
+_KV_STREAM = "KV_{bucket}"
+
+
+class BrokerSettings(BaseSettings):
+    """Retention and limits of the broker's streams and buckets; mixed into the settings of
+    every service that declares them. Give every service the same values: the last one to
+    start applies its own."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    jobs_max_age_seconds: float = Field(
+        default=7 * 24 * 3600.0,
+        gt=0,
+        description="How long job events stay on the broker (GetJob answers NOT_FOUND after).",
+    )
+    jobs_max_bytes: int = Field(
+        default=1024**3,
+        ge=-1,
+        description="Size cap of the job event stream in bytes (oldest dropped first); -1: none.",
+    )
+    jobs_duplicate_window_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description=(
+            "Window in which a republished event (same `Nats-Msg-Id`) is dropped; keep it above "
+            "the classifier's ack wait times its max deliveries."
+        ),
+    )
+    images_ttl_seconds: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        description="How long an uploaded photo is kept in the image bucket.",
+    )
+    images_max_bytes: int = Field(
+        default=4 * 1024**3,
+        ge=-1,
+        description="Size cap of the image bucket in bytes (new uploads refused when full).",
+    )
+    results_ttl_seconds: float = Field(
+        default=30 * 24 * 3600.0,
+        gt=0,
+        description="How long a classification stays in the result cache.",
+    )
+    idempotency_ttl_seconds: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        description="How long a Submit idempotency key is remembered.",
+    )
+    broker_replicas: int = Field(
+        default=1, ge=1, le=5, description="JetStream replicas of every stream and bucket."
+    )
+
+
+def job_subject(job_id: str, kind: EventKind) -> str:
+    return f"{JOB_SUBJECT_ROOT}.{job_id}.{kind}"
+
+
+def job_subjects(job_id: str) -> str:
+    """Every event of one job (a filter for direct gets and ordered consumers)."""
+    return f"{JOB_SUBJECT_ROOT}.{job_id}.*"
+
+
+def is_job_id(value: str) -> bool:
+    """Job ids are 32 lowercase hex digits; anything else must never reach a subject."""
+    return JOB_ID_PATTERN.fullmatch(value) is not None
+
+
+def terminal_event_id(job_id: str) -> str:
+    return f"{job_id}.terminal"
+
+
+def result_key(model_version: str, image_sha256: str) -> str:
+    """KV key of a cached classification; KV keys allow no `:`, model versions have one."""
+    return f"{model_version.replace(':', '-')}.{image_sha256}"
+
+
+def idempotency_kv_key(idempotency_key: str) -> str:
+    """Client keys are arbitrary text; their hash is a valid, fixed-size KV key."""
+    return hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()
+
+
+async def declare_broker(jetstream: JetStreamContext, settings: BrokerSettings) -> None:
+    """Create the stream and buckets, or bring their limits in line with `settings`."""
+    storage = api.StorageType.FILE
+    replicas = settings.broker_replicas
+    await ensure_stream(
+        jetstream,
+        api.StreamConfig(
+            name=JOBS_STREAM,
+            description="Job events: weather.job.<job_id>.queued|succeeded|failed",
+            subjects=[ALL_JOB_SUBJECTS],
+            retention=api.RetentionPolicy.LIMITS,
+            storage=storage,
+            num_replicas=replicas,
+            max_age=settings.jobs_max_age_seconds,
+            max_bytes=settings.jobs_max_bytes,
+            discard=api.DiscardPolicy.OLD,
+            duplicate_window=settings.jobs_duplicate_window_seconds,
+            allow_direct=True,
+        ),
+    )
+    for bucket, ttl in (
+        (RESULTS_BUCKET, settings.results_ttl_seconds),
+        (IDEMPOTENCY_BUCKET, settings.idempotency_ttl_seconds),
+        (MODELS_BUCKET, None),
+    ):
+        try:
+            await jetstream.create_key_value(
+                bucket=bucket, history=1, ttl=ttl, storage=storage, replicas=replicas, direct=True
+            )
+        except APIError as error:
+            await _update_limits(jetstream, error, _KV_STREAM.format(bucket=bucket), max_age=ttl)
+    try:
+        await jetstream.create_object_store(
+            IMAGES_BUCKET,
+            ttl=settings.images_ttl_seconds,
+            max_bytes=settings.images_max_bytes,
+            storage=storage,
+            replicas=replicas,
+        )
+    except APIError as error:
+        await _update_limits(
+            jetstream,
+            error,
+            IMAGES_STREAM,
+            max_age=settings.images_ttl_seconds,
+            max_bytes=settings.images_max_bytes,
+        )
+
+
+async def ensure_stream(jetstream: JetStreamContext, config: api.StreamConfig) -> None:
+    """Create the stream, or update it when it exists with another configuration."""
+    try:
+        await jetstream.add_stream(config)
+    except APIError as error:
+        if error.err_code != STREAM_NAME_IN_USE:
+            raise
+        logger.info("stream %s exists with other limits; updating it", config.name)
+        await jetstream.update_stream(config)
+
+
+async def _update_limits(
+    jetstream: JetStreamContext, error: APIError, stream: str, **limits: Any
+) -> None:
+    if error.err_code != STREAM_NAME_IN_USE:
+        raise error
+    config = (await jetstream.stream_info(stream)).config
+    wanted = {name: value or 0.0 for name, value in limits.items()}
+    current = {name: getattr(config, name) or 0.0 for name in wanted}
+    if current == wanted:
+        return
+    logger.info("bucket stream %s has limits %s; updating to %s", stream, current, wanted)
+    await jetstream.update_stream(config.evolve(**wanted))
+
+
+ConsumerDeclarations = Callable[[JetStreamContext], Awaitable[None]]
+
+
+class BrokerSetup:
+    """A service's NATS setup hook (see `meshkit.nats.NatsConnection`): declares the broker,
+    then the service's own consumers, then lets the service's workers start.
+
+    `ready` is set once everything is declared, and `jetstream` is usable from then on; the
+    consumers and the queue-lag probe wait on it.
+    """
+
+    def __init__(
+        self, settings: BrokerSettings, declare_consumers: ConsumerDeclarations | None = None
+    ) -> None:
+        self._settings = settings
+        self._declare_consumers = declare_consumers
+        self.ready = asyncio.Event()
+        self.jetstream: JetStreamContext | None = None
+
+    async def __call__(self, jetstream: JetStreamContext) -> None:
+        await declare_broker(jetstream, self._settings)
+        if self._declare_consumers is not None:
+            await self._declare_consumers(jetstream)
+        self.jetstream = jetstream
+        self.ready.set()
+
+    async def declared(self) -> JetStreamContext:
+        """Wait until everything is declared; the JetStream context to use from then on."""
+        await self.ready.wait()
+        assert self.jetstream is not None  # set before `ready`
+        return self.jetstream

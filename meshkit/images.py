@@ -1,0 +1,85 @@
+"""Opening an uploaded photo safely, and the one translation of Pillow's failures into ours.
+
+Why here, in the kit: the dispatcher validates a photo at the door and the classifier decodes
+it again for the model; both must accept and refuse exactly the same bytes, for the same
+reasons, in the same words. So the format allow-list, the pixel cap read from the header and
+the mapping of Pillow's many exception types live once, here.
+
+- Decode by content, never by file name, and only `ALLOWED_FORMATS`, so formats with risky
+  decoders (EPS → Ghostscript, …) are never tried.
+- The pixel count is checked on the header, before any pixel is decoded (decompression bombs).
+- Every refusal is an `UnreadableImageError` (a client's mistake) whose message is a plain
+  sentence; `ImageTooLargeError` is the subclass for "too many pixels".
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from PIL import Image
+
+ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP")
+DEFAULT_MAX_PIXELS = 40_000_000
+
+_PILLOW_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
+_TOO_LARGE = "the photo is too large to decode safely: {error}"
+
+
+class UnreadableImageError(ValueError):
+    """The bytes are not a photo we can read: empty, not an image, truncated, or an
+    unsupported format. The message says which, in plain words."""
+
+
+class ImageTooLargeError(UnreadableImageError):
+    """The photo has more pixels than allowed; refused before decoding."""
+
+
+@contextmanager
+def decoding(corrupt_message: str) -> Iterator[None]:
+    """Run Pillow code and turn its failures into ours: a decompression bomb becomes
+    ImageTooLargeError, anything else Pillow raises on bad data becomes
+    UnreadableImageError(`corrupt_message`, formatted with `error=`)."""
+    try:
+        yield
+    except Image.DecompressionBombError as error:
+        raise ImageTooLargeError(_TOO_LARGE.format(error=error)) from error
+    except _PILLOW_DECODE_ERRORS as error:
+        raise UnreadableImageError(corrupt_message.format(error=error)) from error
+
+
+def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open `data` lazily (header only) and refuse it if it has more than `max_pixels` pixels.
+
+    Pixels are not decoded here: the caller decides when to pay for that (inside
+    `decoding(...)`), and closes the image.
+    """
+    if not data:
+        raise UnreadableImageError("not a readable image: the photo is empty (0 bytes)")
+    not_an_image = (
+        "not a readable image: the file is not a supported image "
+        f"(accepted formats: {', '.join(ALLOWED_FORMATS)})"
+    )
+    with decoding(not_an_image), warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        image.close()
+        raise UnreadableImageError(f"not a readable image: it has an empty size {width}x{height}")
+    if width * height > max_pixels:
+        image.close()
+        raise ImageTooLargeError(
+            _TOO_LARGE.format(
+                error=f"it is {width}x{height} = {width * height} pixels, "
+                f"more than the {max_pixels} allowed"
+            )
+        )
+    return image
+
+
+def corrupt_image_message(image: Image.Image) -> str:
+    """What to tell a client whose photo has a valid header but bad pixel data."""
+    return f"the {image.format} image is corrupt or truncated and cannot be decoded"

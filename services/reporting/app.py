@@ -1,0 +1,70 @@
+"""Wiring of reporting: its servicer, the event consumer, NATS and PostgreSQL, the bootstrap."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from prometheus_client import Counter
+from psycopg_pool import AsyncConnectionPool
+
+from meshkit.broker_layout import JOBS_STREAM, BrokerSetup
+from meshkit.metrics import QueueLagProbe, ServiceMetrics
+from meshkit.nats import NatsConnection
+from meshkit.server import ServiceDefinition, run
+from services.reporting.consumer import EventConsumer, declare_consumer
+from services.reporting.database import PostgresPool
+from services.reporting.handlers import ReportingService
+from services.reporting.migrator import migrate, packaged_migrations
+from services.reporting.settings import ReportingSettings
+from services.reporting.store import JobStore
+from weather.v1 import reporting_pb2, reporting_pb2_grpc
+
+SERVICE_NAME = reporting_pb2.DESCRIPTOR.services_by_name["ReportingService"].full_name
+
+
+async def apply_migrations(pool: AsyncConnectionPool) -> None:
+    async with pool.connection() as connection:
+        await migrate(connection, packaged_migrations())
+
+
+def build(settings: ReportingSettings) -> ServiceDefinition:
+    metrics = ServiceMetrics()
+    events = Counter(
+        "weather_reporting_events",
+        "Job events taken from the broker, by outcome "
+        "(recorded, duplicate, malformed, rejected, retried).",
+        ["outcome"],
+        registry=metrics.registry,
+    )
+    event_setup = BrokerSetup(settings, partial(declare_consumer, settings=settings))
+    nats_connection = NatsConnection(settings, client_name="reporting", setup=event_setup)
+    database = PostgresPool(
+        settings.database_url.get_secret_value(),
+        min_size=settings.database_pool_min_size,
+        max_size=settings.database_pool_max_size,
+        check_interval_seconds=settings.database_check_interval_seconds,
+        setup=apply_migrations,
+    )
+    store = JobStore(database.pool, settings.database_timeout_seconds)
+    consumer = EventConsumer(
+        event_setup,
+        database.ready,
+        store,
+        settings,
+        on_outcome=lambda outcome, count: events.labels(outcome).inc(count),
+    )
+    queue_lag = QueueLagProbe(metrics.registry, event_setup, JOBS_STREAM, [settings.consumer_name])
+    servicer = ReportingService(store)
+
+    return ServiceDefinition(
+        name="reporting",
+        grpc_services=[SERVICE_NAME],
+        register=partial(reporting_pb2_grpc.add_ReportingServiceServicer_to_server, servicer),
+        dependencies=[nats_connection, database],
+        workers=[consumer, queue_lag],
+        metrics=metrics,
+    )
+
+
+def main() -> int:
+    return run("reporting", ReportingSettings, build)

@@ -1,0 +1,98 @@
+"""The ReportingService RPC handlers: validate, query the store, shape the answer.
+
+Domain errors become gRPC status codes here, once: a client's mistake is
+INVALID_ARGUMENT, a database that cannot be reached is UNAVAILABLE (worth a retry).
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from meshkit.errors import StatusFor, status_on_error
+from meshkit.job_messages import classification_message
+from meshkit.job_states import JOB_STATE_OF_KIND
+from services.reporting.query import (
+    Cursor,
+    InvalidRequestError,
+    encode_page_token,
+    jobs_page,
+    stats_window,
+)
+from services.reporting.store import JobRow, JobStore, StoreUnavailableError
+from weather.v1 import job_pb2, reporting_pb2, reporting_pb2_grpc
+
+Context = grpc.aio.ServicerContext[object, object]
+
+
+STATUSES = (
+    StatusFor(InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
+    StatusFor(
+        StoreUnavailableError,
+        grpc.StatusCode.UNAVAILABLE,
+        "the reporting database is unavailable; retry later",
+    ),
+)
+
+
+class ReportingService(reporting_pb2_grpc.ReportingServiceServicer):
+    def __init__(self, store: JobStore) -> None:
+        self._store = store
+
+    async def GetStats(
+        self, request: reporting_pb2.GetStatsRequest, context: Context
+    ) -> reporting_pb2.GetStatsResponse:
+        async with status_on_error(context, STATUSES):
+            stats = await self._store.stats(stats_window(request))
+        response = reporting_pb2.GetStatsResponse(total_jobs=stats.total_jobs)
+        response.label_counts.extend(
+            reporting_pb2.LabelCount(label=label, count=count)
+            for label, count in stats.by_label.items()
+        )
+        response.state_counts.extend(
+            reporting_pb2.StateCount(state=JOB_STATE_OF_KIND[state], count=count)
+            for state, count in stats.by_state.items()
+        )
+        response.model_version_counts.extend(
+            reporting_pb2.ModelVersionCount(model_version=version, count=count)
+            for version, count in stats.by_model_version.items()
+        )
+        if stats.latency_ms is not None:
+            p50, p95, p99 = stats.latency_ms
+            response.latency.CopyFrom(
+                reporting_pb2.LatencyPercentiles(p50_ms=p50, p95_ms=p95, p99_ms=p99)
+            )
+        return response
+
+    async def ListJobs(
+        self, request: reporting_pb2.ListJobsRequest, context: Context
+    ) -> reporting_pb2.ListJobsResponse:
+        async with status_on_error(context, STATUSES):
+            page = jobs_page(request)
+            rows = await self._store.list_jobs(page)
+        response = reporting_pb2.ListJobsResponse(jobs=[job_of(row) for row in rows[: page.size]])
+        if len(rows) > page.size:
+            last = rows[page.size - 1]
+            response.next_page_token = encode_page_token(
+                Cursor(last.submitted_at, last.id), page.filter
+            )
+        return response
+
+
+def job_of(row: JobRow) -> job_pb2.Job:
+    job = job_pb2.Job(
+        id=row.id,
+        state=JOB_STATE_OF_KIND[row.state],
+        image_sha256=row.image_sha256,
+        filename=row.filename,
+        error_message=row.error_message or "",
+    )
+    job.submitted_at.FromDatetime(row.submitted_at)
+    if row.finished_at is not None:
+        job.finished_at.FromDatetime(row.finished_at)
+    if row.label is not None:
+        job.classification.CopyFrom(
+            classification_message(
+                row.label, row.confidence or 0.0, row.scores or {}, row.model_version or ""
+            )
+        )
+    return job
