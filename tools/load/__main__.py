@@ -34,7 +34,12 @@ def transport_for(index: int, endpoints: Endpoints) -> Transport:
 
 
 async def drive(
-    endpoints: Endpoints, photos: DistinctPhotos, clients: int, seconds: float, ramp: float, drain: float
+    endpoints: Endpoints,
+    photos: DistinctPhotos,
+    clients: int,
+    seconds: float,
+    ramp: float,
+    drain: float,
 ) -> tuple[ClientTally, float]:
     loop = asyncio.get_running_loop()
     begin = loop.time()
@@ -84,8 +89,13 @@ def print_report(report: dict[str, Any]) -> None:
     print(
         table(
             ["accepted", "terminal", "succeeded", "failed", "unfinished", "jobs/s"],
-            [[report[key] for key in ("accepted", "terminal", "succeeded", "failed", "unfinished")]
-             + [report["throughput_jobs_per_second"]]],
+            [
+                [
+                    report[key]
+                    for key in ("accepted", "terminal", "succeeded", "failed", "unfinished")
+                ]
+                + [report["throughput_jobs_per_second"]]
+            ],
         )
     )
     print()
@@ -122,7 +132,8 @@ async def main_async(arguments: argparse.Namespace) -> int:
         if isinstance(mesh, LocalMesh):
             started = time.monotonic()
             await mesh.start(arguments.ready_timeout)
-            print(f"load: local mesh up in {time.monotonic() - started:.0f} s, gateway {mesh.endpoints.gateway}")
+            took = time.monotonic() - started
+            print(f"load: local mesh up in {took:.0f} s, gateway {mesh.endpoints.gateway}")
         memory = MemorySeries()
         stop_sampling = asyncio.Event()
         sampler = asyncio.create_task(sample_memory(mesh.leaders, memory, stop_sampling))
@@ -154,7 +165,9 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         "--drain-seconds", type=float, default=120.0, help="how long jobs in flight at T may take"
     )
     parser.add_argument(
-        "--running", action="store_true", help="target the mesh `make up` runs (same port variables)"
+        "--running",
+        action="store_true",
+        help="target the mesh `make up` runs (same port variables)",
     )
     parser.add_argument("--photos", type=Path, default=DEFAULT_DATASET, help="the photo dataset")
     parser.add_argument("--ready-timeout", type=float, default=180.0, help="mesh start limit, s")

@@ -68,7 +68,7 @@ async def run_client(
             tally.accepted += 1
             final = job
             while not is_terminal(final) and loop.time() < finish_by:
-                watched, states = await client.watch(job.id, timeout=finish_by - loop.time())
+                watched, states = await client.watch(job.id, deadline=finish_by - loop.time())
                 tally.codes[f"{transport.name} WatchJob {watched.code}"] += 1
                 final = states[-1] if states else final
                 if not watched.ok:

@@ -67,7 +67,7 @@ class Transport(Protocol):
     name: str
 
     async def call(
-        self, method: str, request: bytes, *, timeout: float, metadata: Metadata = ()
+        self, method: str, request: bytes, *, deadline: float, metadata: Metadata = ()
     ) -> Outcome: ...
 
     async def close(self) -> None: ...
@@ -88,17 +88,17 @@ class NativeTransport:
         )
 
     async def call(
-        self, method: str, request: bytes, *, timeout: float, metadata: Metadata = ()
+        self, method: str, request: bytes, *, deadline: float, metadata: Metadata = ()
     ) -> Outcome:
         try:
             if SERVER_STREAMING.get(method, False):
-                stream = self._channel.unary_stream(method)(
-                    request, timeout=timeout, metadata=tuple(metadata)
+                stream = self._channel.unary_stream(method, None, None)(
+                    request, timeout=deadline, metadata=tuple(metadata)
                 )
                 messages = [bytes(message) async for message in stream]
             else:
-                reply = await self._channel.unary_unary(method)(
-                    request, timeout=timeout, metadata=tuple(metadata)
+                reply = await self._channel.unary_unary(method, None, None)(
+                    request, timeout=deadline, metadata=tuple(metadata)
                 )
                 messages = [bytes(reply)]
         except grpc.aio.AioRpcError as error:
@@ -106,7 +106,7 @@ class NativeTransport:
         return Outcome("OK", messages=messages)
 
     async def close(self) -> None:
-        await self._channel.close()
+        await self._channel.close(None)
 
 
 class WebTransport:
@@ -119,7 +119,9 @@ class WebTransport:
         self.origin = origin
         self.name = "grpc-web-text" if text else "grpc-web"
 
-    def headers(self, metadata: Metadata = (), timeout: float | None = None) -> list[tuple[str, str]]:
+    def headers(
+        self, metadata: Metadata = (), timeout: float | None = None
+    ) -> list[tuple[str, str]]:
         content_type = grpcweb.CONTENT_TYPE_TEXT if self.text else grpcweb.CONTENT_TYPE_BINARY
         headers = [("Content-Type", content_type), ("X-Grpc-Web", "1"), ("Accept", content_type)]
         if timeout is not None:
@@ -129,14 +131,14 @@ class WebTransport:
         return headers + list(metadata)
 
     async def call(
-        self, method: str, request: bytes, *, timeout: float, metadata: Metadata = ()
+        self, method: str, request: bytes, *, deadline: float, metadata: Metadata = ()
     ) -> Outcome:
         body = grpcweb.frame(request)
         return await self.call_raw(
             method,
             grpcweb.to_text(body) if self.text else body,
-            self.headers(metadata, timeout),
-            timeout=timeout,
+            self.headers(metadata, deadline),
+            deadline=deadline,
         )
 
     async def call_raw(
@@ -145,13 +147,13 @@ class WebTransport:
         body: bytes,
         headers: Sequence[tuple[str, str]],
         *,
-        timeout: float,
+        deadline: float,
         http_method: str = "POST",
         raw: bytes | None = None,
     ) -> Outcome:
         """Send exactly `body` with exactly `headers` and decode whatever comes back."""
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(deadline):
                 response = await http1.send(
                     self.host, self.port, http_method, method, headers, body, raw=raw
                 )

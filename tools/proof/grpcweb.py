@@ -103,7 +103,9 @@ class FrameReader:
             flag, length = struct.unpack_from(">BI", self._buffer, 0)
             if len(self._buffer) < FRAME_HEADER_BYTES + length:
                 break
-            frames.append((flag, bytes(self._buffer[FRAME_HEADER_BYTES : FRAME_HEADER_BYTES + length])))
+            frames.append(
+                (flag, bytes(self._buffer[FRAME_HEADER_BYTES : FRAME_HEADER_BYTES + length]))
+            )
             del self._buffer[: FRAME_HEADER_BYTES + length]
         return frames
 

@@ -94,7 +94,11 @@ async def send(
     """Send one request (or `raw` bytes as they are) and read the status and headers."""
     reader, writer = await asyncio.open_connection(host, port, limit=READ_LIMIT)
     try:
-        writer.write(raw if raw is not None else render_request(method, path, f"{host}:{port}", headers, body))
+        writer.write(
+            raw
+            if raw is not None
+            else render_request(method, path, f"{host}:{port}", headers, body)
+        )
         await writer.drain()
         head = await reader.readuntil(HEADER_END)
     except BaseException:
@@ -112,4 +116,6 @@ async def send(
             key = name.strip().lower()
             value = value.strip()
             headers_read[key] = f"{headers_read[key]}, {value}" if key in headers_read else value
-    return Http1Response(int(parts[1]), parts[2] if len(parts) > 2 else "", headers_read, reader, writer)
+    return Http1Response(
+        int(parts[1]), parts[2] if len(parts) > 2 else "", headers_read, reader, writer
+    )

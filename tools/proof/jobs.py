@@ -33,20 +33,22 @@ class JobsClient:
     transport: Transport
     rpc_timeout: float = 30.0
 
-    async def submit(self, photo: Photo, metadata: Metadata = ()) -> tuple[Outcome, job_pb2.Job | None]:
+    async def submit(
+        self, photo: Photo, metadata: Metadata = ()
+    ) -> tuple[Outcome, job_pb2.Job | None]:
         request = dispatcher_pb2.SubmitRequest(image=photo.image, filename=photo.filename)
         outcome = await self.transport.call(
-            SUBMIT, request.SerializeToString(), timeout=self.rpc_timeout, metadata=metadata
+            SUBMIT, request.SerializeToString(), deadline=self.rpc_timeout, metadata=metadata
         )
         if not outcome.ok or not outcome.messages:
             return outcome, None
         return outcome, dispatcher_pb2.SubmitResponse.FromString(outcome.messages[0]).job
 
-    async def watch(self, job_id: str, timeout: float) -> tuple[Outcome, list[job_pb2.Job]]:
+    async def watch(self, job_id: str, deadline: float) -> tuple[Outcome, list[job_pb2.Job]]:
         """Every state the stream reported; it ends by itself at a terminal state."""
         request = dispatcher_pb2.WatchJobRequest(job_id=job_id)
         outcome = await self.transport.call(
-            WATCH_JOB, request.SerializeToString(), timeout=timeout
+            WATCH_JOB, request.SerializeToString(), deadline=deadline
         )
         return outcome, [
             dispatcher_pb2.WatchJobResponse.FromString(message).job for message in outcome.messages
@@ -55,7 +57,7 @@ class JobsClient:
     async def get_job(self, job_id: str) -> tuple[Outcome, job_pb2.Job | None]:
         request = dispatcher_pb2.GetJobRequest(job_id=job_id)
         outcome = await self.transport.call(
-            GET_JOB, request.SerializeToString(), timeout=self.rpc_timeout
+            GET_JOB, request.SerializeToString(), deadline=self.rpc_timeout
         )
         if not outcome.ok or not outcome.messages:
             return outcome, None
@@ -66,7 +68,7 @@ class JobsClient:
     ) -> tuple[Outcome, reporting_pb2.ListJobsResponse | None]:
         request = reporting_pb2.ListJobsRequest(page_size=page_size, page_token=page_token)
         outcome = await self.transport.call(
-            LIST_JOBS, request.SerializeToString(), timeout=self.rpc_timeout
+            LIST_JOBS, request.SerializeToString(), deadline=self.rpc_timeout
         )
         if not outcome.ok or not outcome.messages:
             return outcome, None

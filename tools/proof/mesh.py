@@ -55,21 +55,21 @@ class Endpoints:
         return f"{self.host}:{self.gateway_port}"
 
 
-async def health(port: int, timeout: float = 2.0) -> str:
+async def health(port: int, deadline: float = 2.0) -> str:
     """The service's overall health status name, or "UNREACHABLE"."""
     async with grpc.aio.insecure_channel(f"{LOOPBACK}:{port}") as channel:
         try:
             reply = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=timeout
+                health_pb2.HealthCheckRequest(service=""), timeout=deadline
             )
         except grpc.aio.AioRpcError:
             return "UNREACHABLE"
     return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
 
 
-async def wait_serving(ports: Mapping[str, int], timeout: float) -> list[str]:
+async def wait_serving(ports: Mapping[str, int], limit: float) -> list[str]:
     """Wait until every service is SERVING; return the names still not SERVING at the end."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + limit
     pending = dict(ports)
     while pending and time.monotonic() < deadline:
         statuses = await asyncio.gather(*(health(port) for port in pending.values()))
@@ -94,16 +94,25 @@ def port_settings() -> MeshSettings:
 class LocalMesh:
     """NATS, PostgreSQL, the three services and Envoy, on free ports, in a scratch dir.
 
-    `service_env` adds settings to every service (e.g. `CLASSIFIER_ACK_WAIT_SECONDS`).
-    Components are addressed by name: `nats`, `postgres`, `envoy` and the service names.
+    `service_env` adds environment variables to every service (`CLASSIFIER_ACK_WAIT_SECONDS`);
+    `shared_settings` gives every service the same setting under its own prefix
+    (`IMAGES_MAX_BYTES` becomes `DISPATCHER_IMAGES_MAX_BYTES`, `CLASSIFIER_…`), for the
+    broker limits that the last service to start applies. Components are addressed by
+    name: `nats`, `postgres`, `envoy` and the service names.
     """
 
-    def __init__(self, service_env: Mapping[str, str] | None = None, keep: bool = False) -> None:
+    def __init__(
+        self,
+        service_env: Mapping[str, str] | None = None,
+        shared_settings: Mapping[str, str] | None = None,
+        keep: bool = False,
+    ) -> None:
         self.settings = port_settings()
         self.work_dir = Path(tempfile.mkdtemp(prefix="weather-mesh-proof-"))
         self.work_dir.chmod(TRAVERSABLE_MODE)
         self.keep = keep
         self._service_env = dict(service_env or {})
+        self._shared_settings = dict(shared_settings or {})
         logs = self.work_dir / "logs"
         logs.mkdir()
         self.log_dir = logs
@@ -148,7 +157,7 @@ class LocalMesh:
         }
         return {name: pid for name, pid in found.items() if pid is not None}
 
-    async def start(self, ready_timeout: float) -> None:
+    async def start(self, ready_limit: float) -> None:
         """Start everything in the runner's order; raise if a service is not SERVING in time."""
         await asyncio.to_thread(self.nats.start)
         await asyncio.to_thread(self.postgres.start)
@@ -156,6 +165,11 @@ class LocalMesh:
             **os.environ,
             "TF_CPP_MIN_LOG_LEVEL": "2",
             **mesh_environment(self.settings, self.postgres.dsn),
+            **{
+                spec.env_prefix + name: value
+                for spec in self.settings.services
+                for name, value in self._shared_settings.items()
+            },
             **self._service_env,
         }
         for spec in self.settings.services:
@@ -167,9 +181,11 @@ class LocalMesh:
             )
             self.services[spec.name].start()
         await asyncio.to_thread(self.envoy.start)
-        late = await wait_serving(self.endpoints.service_ports, ready_timeout)
+        late = await wait_serving(self.endpoints.service_ports, ready_limit)
         if late:
-            raise RuntimeError(f"not SERVING after {ready_timeout:g} s: {late}; logs in {self.log_dir}")
+            raise RuntimeError(
+                f"not SERVING after {ready_limit:g} s: {late}; logs in {self.log_dir}"
+            )
 
     def kill(self, name: str) -> None:
         """SIGKILL one component's process group, as a crash would, and reap it."""

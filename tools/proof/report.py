@@ -38,7 +38,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
         for index, header in enumerate(headers)
     ]
     numeric = [
-        all(isinstance(row[index], int | float) or row[index] is None for row in rows) and bool(rows)
+        all(isinstance(row[index], int | float) or row[index] is None for row in rows)
+        and bool(rows)
         for index in range(len(headers))
     ]
 
