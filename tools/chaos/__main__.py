@@ -21,9 +21,10 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-from tools.chaos.accounting import PhaseAccount, audit_reporting, follow, listed_twice
+from tools.chaos.accounting import PhaseAccount, audit_reporting, listed_twice
 from tools.chaos.faults import FAULTS, FaultContext
 from tools.chaos.stream import SteadyStream
+from tools.proof.fates import FAILED, SUCCEEDED, follow
 from tools.proof.gateway import NativeTransport
 from tools.proof.jobs import JobsClient
 from tools.proof.mesh import LocalMesh, wait_serving
@@ -67,7 +68,7 @@ async def account(
 ) -> None:
     fates = await follow(client, job_ids, arguments.stuck_seconds)
     row.add_fates(fates)
-    terminal = [job_id for job_id, (fate, _) in fates.items() if fate in ("succeeded", "failed")]
+    terminal = [job_id for job_id, fate in fates.items() if fate.fate in (SUCCEEDED, FAILED)]
     missing, doubled = await audit_reporting(dsn, terminal, arguments.reporting_seconds)
     row.unrecorded, row.unrecorded_jobs = len(missing), missing
     row.duplicates, row.duplicate_jobs = len(doubled), sorted(doubled)

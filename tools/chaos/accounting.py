@@ -9,30 +9,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import psycopg
 
-from tools.proof.gateway import Outcome
-from tools.proof.jobs import JobsClient, is_terminal, state_name
-from weather.v1 import job_pb2
+from tools.proof.fates import FAILED, LOST, STUCK, SUCCEEDED, JobFate
+from tools.proof.jobs import JobsClient
 
 POLL_SECONDS = 1.0
-MAX_LOOKUPS_IN_FLIGHT = 16
-SUCCEEDED, FAILED, LOST, STUCK = "succeeded", "failed", "lost", "stuck"
 # The reporting schema's terminal event kinds and job states (services/reporting/migrations).
 TERMINAL_KINDS = ("succeeded", "failed")
-
-
-def verdict(outcome: Outcome, job: job_pb2.Job | None) -> str:
-    """A job's fate from its last GetJob: terminal by state, stuck while still queued, and
-    lost when the mesh no longer knows it (NOT_FOUND) or cannot say (any other error)."""
-    if outcome.ok and job is not None:
-        if is_terminal(job):
-            return SUCCEEDED if state_name(job) == "JOB_STATE_SUCCEEDED" else FAILED
-        return STUCK
-    return LOST
 
 
 @dataclass
@@ -63,43 +49,18 @@ class PhaseAccount:
     def clean(self) -> bool:
         return not (self.lost or self.stuck or self.duplicates or self.unrecorded)
 
-    def add_fates(self, fates: dict[str, tuple[str, str]]) -> None:
-        for job_id, (fate, detail) in fates.items():
-            if fate == SUCCEEDED:
+    def add_fates(self, fates: dict[str, JobFate]) -> None:
+        for job_id, fate in fates.items():
+            if fate.fate == SUCCEEDED:
                 self.succeeded += 1
-            elif fate == FAILED:
+            elif fate.fate == FAILED:
                 self.failed += 1
-            elif fate == STUCK:
+            elif fate.fate == STUCK:
                 self.stuck += 1
                 self.stuck_jobs.append(job_id)
-            else:
+            elif fate.fate == LOST:
                 self.lost += 1
-                self.lost_jobs[job_id] = detail
-
-
-async def follow(
-    client: JobsClient, job_ids: Iterable[str], bound: float
-) -> dict[str, tuple[str, str]]:
-    """GetJob every job until it is terminal or `bound` seconds have passed: (fate, detail)."""
-    pending = set(job_ids)
-    fates: dict[str, tuple[str, str]] = {}
-    slots = asyncio.Semaphore(MAX_LOOKUPS_IN_FLIGHT)
-    deadline = time.monotonic() + bound
-
-    async def look(job_id: str) -> None:
-        async with slots:
-            outcome, job = await client.get_job(job_id)
-        fate = verdict(outcome, job)
-        fates[job_id] = (fate, outcome.code if fate == LOST else "")
-        if fate in (SUCCEEDED, FAILED):
-            pending.discard(job_id)
-
-    while pending:
-        await asyncio.gather(*(look(job_id) for job_id in sorted(pending)))
-        if not pending or time.monotonic() >= deadline:
-            break
-        await asyncio.sleep(POLL_SECONDS)
-    return fates
+                self.lost_jobs[job_id] = fate.detail
 
 
 def reporting_rows(dsn: str, job_ids: list[str]) -> tuple[set[str], dict[str, int]]:
