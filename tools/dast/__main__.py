@@ -34,12 +34,14 @@ EXIT_OK = 0
 EXIT_VIOLATIONS = 1
 MESH = "mesh"
 Category = Callable[[Target, Path], Awaitable[list[CaseResult]]]
+# Frames go last: some of them (a malformed grpc-timeout) can disturb later calls, and
+# that is a finding of its own, not a reason for other categories to fail.
 CATEGORIES: dict[str, Category] = {
     messages.CATEGORY: lambda target, _: messages.run(target),
-    envelopes.FRAMES: lambda target, _: envelopes.run_frames(target),
     envelopes.CORS: lambda target, _: envelopes.run_cors(target),
     images.CATEGORY: images.run,
     auth.CATEGORY: lambda target, _: auth.run(target),
+    envelopes.FRAMES: lambda target, _: envelopes.run_frames(target),
 }
 
 
@@ -120,7 +122,7 @@ async def main_async(arguments: argparse.Namespace) -> int:
         before = mesh.leaders()
         target = Target(mesh.endpoints, random.Random(arguments.seed))
         photo = dataset_jpegs(arguments.photos)[0]
-        for category in arguments.categories:
+        for category in [name for name in CATEGORIES if name in arguments.categories]:
             found = await CATEGORIES[category](target, photo)
             print(f"dast: {category}: {len(found)} cases", flush=True)
             results += found

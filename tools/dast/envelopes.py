@@ -165,6 +165,8 @@ def _varint(value: int) -> bytes:
             return bytes(encoded)
 
 
+MALFORMED_TIMEOUT = "malformed grpc-timeout"
+AFTER_MALFORMED_TIMEOUT = "valid GetJob from another client after a malformed grpc-timeout"
 RAW_HEAD = b"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/grpc-web+proto\r\n"
 RAW_REQUESTS = {
     "chunk size not hex": RAW_HEAD + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
@@ -207,10 +209,34 @@ async def run_frames(target: Target) -> list[CaseResult]:
             closed_connection_ok=True,
         )
 
-    results = await asyncio.gather(*(one(*case) for case in frame_cases(web)))
-    return list(results) + list(
-        await asyncio.gather(*(raw(*item) for item in RAW_REQUESTS.items()))
+    results = list(await asyncio.gather(*(one(*case) for case in frame_cases(web))))
+    results += await asyncio.gather(*(raw(*item) for item in RAW_REQUESTS.items()))
+    # Last, and one after the other: a malformed grpc-timeout, then valid calls from other
+    # clients, which must not be hurt by what the first one sent.
+    results.append(
+        await one(
+            MALFORMED_TIMEOUT,
+            GET_JOB,
+            grpcweb.frame(_message()),
+            [*web.headers(), ("grpc-timeout", "soon")],
+            "POST",
+        )
     )
+    for transport in (target.web, target.native):
+        outcome = await transport.call(GET_JOB, _message(), deadline=target.call_deadline)
+        results.append(
+            judge(
+                CaseResult(
+                    FRAMES,
+                    AFTER_MALFORMED_TIMEOUT,
+                    transport.name,
+                    GET_JOB,
+                    outcome.code,
+                    outcome.message,
+                )
+            )
+        )
+    return results
 
 
 def foreign_origins(allowed: str) -> list[str]:

@@ -172,25 +172,26 @@ class WebTransport:
 
 
 def decode_reply(status: int, headers: dict[str, str], payload: bytes, *, text: bool) -> Outcome:
-    """gRPC status from the trailers (or headers, for trailers-only replies), else HTTP's."""
-    base = Outcome("", http_status=status, headers=headers)
-    try:
-        reply = grpcweb.parse_frames(grpcweb.from_text(payload) if text else payload)
-    except grpcweb.FramingError as error:
-        reply = grpcweb.GrpcWebReply()
-        base.message = f"unreadable body: {error}"
+    """gRPC status from the trailers (or headers, for trailers-only replies), else HTTP's.
+
+    Only a gRPC-Web reply's body is split into frames; any other body (an HTML or plain
+    error page from the gateway) becomes the message as it is.
+    """
+    outcome = Outcome("", http_status=status, headers=headers)
+    reply = grpcweb.GrpcWebReply()
+    body_text = payload[:300].decode("utf-8", errors="replace")
+    if headers.get("content-type", "").startswith("application/grpc-web"):
+        try:
+            reply = grpcweb.parse_frames(grpcweb.from_text(payload) if text else payload)
+            body_text = ""
+        except grpcweb.FramingError as error:
+            body_text = f"unreadable gRPC-Web body: {error}"
     grpc_status = reply.trailers.get("grpc-status", headers.get("grpc-status"))
-    message = reply.trailers.get("grpc-message", headers.get("grpc-message", base.message))
+    message = reply.trailers.get("grpc-message", headers.get("grpc-message", ""))
     if grpc_status is not None and grpc_status.strip().isdigit():
-        base.code = status_name(int(grpc_status))
+        outcome.code = status_name(int(grpc_status))
     else:
-        base.code = f"HTTP {status}"
-        message = message or payload[:200].decode("utf-8", errors="replace")
-    base.message = _percent_decode(message)
-    base.messages = reply.messages if base.code == "OK" else []
-    return base
-
-
-def _percent_decode(message: str) -> str:
-    """grpc-message is percent-encoded on the wire."""
-    return unquote(message)
+        outcome.code = f"HTTP {status}"
+    outcome.message = unquote(message) or body_text
+    outcome.messages = reply.messages if outcome.code == "OK" else []
+    return outcome
