@@ -21,9 +21,11 @@ def test_fate_follows_the_last_getjob() -> None:
 def test_a_phase_is_clean_only_without_loss_stuck_duplicate_or_unrecorded_jobs() -> None:
     row = PhaseAccount("fault")
     row.add_fates({"a": verdict(Outcome("OK"), job_pb2.Job(state=job_pb2.JOB_STATE_SUCCEEDED))})
-    assert row.clean and row.terminal == 1
+    assert row.clean
+    assert row.terminal == 1
     row.add_fates({"b": verdict(Outcome("NOT_FOUND"), None)})
-    assert not row.clean and row.lost_jobs == {"b": "NOT_FOUND"}
+    assert not row.clean
+    assert row.lost_jobs == {"b": "NOT_FOUND"}
 
 
 def test_percentile_is_a_measured_value() -> None:

@@ -25,7 +25,10 @@ def answer(code: str, message: str = "", category: str = "protobuf") -> CaseResu
     ],
 )
 def test_a_message_that_leaks_internals_is_a_violation(message: str) -> None:
-    assert any(violation.startswith("leaks") for violation in answer("INVALID_ARGUMENT", message).violations)
+    assert any(
+        violation.startswith("leaks")
+        for violation in answer("INVALID_ARGUMENT", message).violations
+    )
 
 
 @pytest.mark.parametrize("code", ["INTERNAL", "UNKNOWN"])
@@ -34,7 +37,12 @@ def test_internal_and_unknown_are_violations(code: str) -> None:
 
 
 def test_a_documented_refusal_with_a_plain_message_passes() -> None:
-    assert answer("INVALID_ARGUMENT", "the upload is not a JPEG, PNG, GIF, WebP or BMP image").violations == []
+    assert (
+        answer(
+            "INVALID_ARGUMENT", "the upload is not a JPEG, PNG, GIF, WebP or BMP image"
+        ).violations
+        == []
+    )
 
 
 def test_gateway_http_refusal_passes_but_an_undocumented_grpc_status_does_not() -> None:
@@ -49,7 +57,9 @@ def test_a_dropped_connection_is_a_violation_except_for_raw_frames() -> None:
 
 
 def test_cors_flags_a_granted_foreign_origin_and_a_refused_allowed_one() -> None:
-    granted = Outcome("HTTP 200", http_status=200, headers={"access-control-allow-origin": "http://evil.example"})
+    granted = Outcome(
+        "HTTP 200", http_status=200, headers={"access-control-allow-origin": "http://evil.example"}
+    )
     assert cors_verdict("http://evil.example", False, granted)
     assert cors_verdict("http://ui.example", True, Outcome("HTTP 200", headers={}))
     wildcard = Outcome("HTTP 200", headers={"access-control-allow-origin": "*"})

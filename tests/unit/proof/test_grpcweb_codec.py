@@ -11,8 +11,12 @@ from tools.proof.gateway import decode_reply
 
 
 def test_frames_round_trip_with_trailers() -> None:
-    body = grpcweb.frame(b"one") + grpcweb.frame(b"two") + grpcweb.frame(
-        b"grpc-status: 5\r\ngrpc-message: no such job\r\n", flag=grpcweb.TRAILER_FLAG
+    body = (
+        grpcweb.frame(b"one")
+        + grpcweb.frame(b"two")
+        + grpcweb.frame(
+            b"grpc-status: 5\r\ngrpc-message: no such job\r\n", flag=grpcweb.TRAILER_FLAG
+        )
     )
     reply = grpcweb.parse_frames(body)
     assert reply.messages == [b"one", b"two"]
