@@ -18,16 +18,16 @@ import dataclasses
 import time
 import uuid
 from collections import Counter
-from pathlib import Path
 
 from tools.chaos.accounting import PhaseAccount, audit_reporting, listed_twice
 from tools.chaos.faults import FAULTS, FaultContext
 from tools.chaos.stream import SteadyStream
+from tools.proof.cli import add_mesh_options, service_env
 from tools.proof.fates import FAILED, SUCCEEDED, follow
 from tools.proof.gateway import NativeTransport
 from tools.proof.jobs import JobsClient
 from tools.proof.mesh import LocalMesh, wait_serving
-from tools.proof.photos import DEFAULT_DATASET, DistinctPhotos, dataset_jpegs
+from tools.proof.photos import DistinctPhotos, dataset_jpegs
 from tools.proof.report import MIB, table, write_json
 
 EXIT_OK = 0
@@ -181,7 +181,7 @@ async def run_chaos(mesh: LocalMesh, arguments: argparse.Namespace) -> list[Phas
 async def main_async(arguments: argparse.Namespace) -> int:
     budget = int(arguments.image_budget_mib * MIB)
     mesh = LocalMesh(
-        service_env=dict(setting.split("=", 1) for setting in arguments.service_env),
+        service_env=service_env(arguments),
         shared_settings={"IMAGES_MAX_BYTES": str(budget)},
         keep=arguments.keep,
     )
@@ -271,15 +271,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--reporting-seconds", type=float, default=60.0, help="time reporting gets to catch up"
     )
-    parser.add_argument("--ready-timeout", type=float, default=180.0, help="mesh start limit, s")
-    parser.add_argument("--photos", type=Path, default=DEFAULT_DATASET)
-    parser.add_argument(
-        "--service-env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="extra service setting for the run, e.g. CLASSIFIER_ACK_WAIT_SECONDS=5",
-    )
+    add_mesh_options(parser, can_target_running=False)
     parser.add_argument("--keep", action="store_true", help="keep the scratch dir (logs, data)")
     return parser.parse_args(argv)
 

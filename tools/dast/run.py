@@ -23,10 +23,11 @@ from typing import Any
 from tools.dast import auth, envelopes, images, messages
 from tools.dast.checks import CaseResult, leaks
 from tools.dast.target import Target
+from tools.proof.cli import add_mesh_options, mesh_for
 from tools.proof.fates import LOST, STUCK, follow
 from tools.proof.jobs import JobsClient
 from tools.proof.mesh import LocalMesh, RunningMesh, health
-from tools.proof.photos import DEFAULT_DATASET, dataset_jpegs
+from tools.proof.photos import dataset_jpegs
 from tools.proof.report import table, write_json
 
 EXIT_OK = 0
@@ -141,7 +142,7 @@ def json_report(results: list[CaseResult], seed: int, elapsed: float) -> dict[st
 
 
 async def main_async(arguments: argparse.Namespace) -> int:
-    mesh: LocalMesh | RunningMesh = RunningMesh() if arguments.running else LocalMesh()
+    mesh = mesh_for(arguments)
     started = time.monotonic()
     try:
         if isinstance(mesh, LocalMesh):
@@ -163,11 +164,9 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--categories", nargs="+", choices=list(CATEGORIES), default=list(CATEGORIES)
     )
-    parser.add_argument("--running", action="store_true", help="target the mesh `make up` runs")
     parser.add_argument("--seed", type=int, default=13, help="seed of the mutations (reproducible)")
     parser.add_argument("--job-seconds", type=float, default=90.0, help="bound for accepted jobs")
-    parser.add_argument("--ready-timeout", type=float, default=180.0, help="mesh start limit, s")
-    parser.add_argument("--photos", type=Path, default=DEFAULT_DATASET)
+    add_mesh_options(parser, can_target_running=True)
     return parser.parse_args(argv)
 
 

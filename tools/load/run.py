@@ -12,13 +12,13 @@ import argparse
 import asyncio
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from tools.load.clients import ClientTally, run_client
+from tools.proof.cli import add_mesh_options, mesh_for
 from tools.proof.gateway import NativeTransport, Transport, WebTransport
 from tools.proof.mesh import Endpoints, LocalMesh, RunningMesh
-from tools.proof.photos import DEFAULT_DATASET, DistinctPhotos, dataset_jpegs
+from tools.proof.photos import DistinctPhotos, dataset_jpegs
 from tools.proof.processes import MemorySeries, sample_memory
 from tools.proof.report import MIB, latency_summary, table, write_json
 
@@ -146,7 +146,7 @@ async def measure(mesh: LocalMesh | RunningMesh, arguments: argparse.Namespace) 
 
 
 async def main_async(arguments: argparse.Namespace) -> int:
-    mesh: LocalMesh | RunningMesh = RunningMesh() if arguments.running else LocalMesh()
+    mesh = mesh_for(arguments)
     try:
         if isinstance(mesh, LocalMesh):
             started = time.monotonic()
@@ -170,13 +170,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--drain-seconds", type=float, default=120.0, help="how long jobs in flight at T may take"
     )
-    parser.add_argument(
-        "--running",
-        action="store_true",
-        help="target the mesh `make up` runs (same port variables)",
-    )
-    parser.add_argument("--photos", type=Path, default=DEFAULT_DATASET, help="the photo dataset")
-    parser.add_argument("--ready-timeout", type=float, default=180.0, help="mesh start limit, s")
+    add_mesh_options(parser, can_target_running=True)
     arguments = parser.parse_args(argv)
     if arguments.clients < 1 or arguments.seconds <= 0:
         parser.error("--clients must be at least 1 and --seconds positive")

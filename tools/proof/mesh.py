@@ -55,6 +55,15 @@ class Endpoints:
         return f"{self.host}:{self.gateway_port}"
 
 
+def endpoints_of(settings: MeshSettings, database_dsn: str | None) -> Endpoints:
+    return Endpoints(
+        gateway_port=settings.envoy_port,
+        service_ports={spec.name: spec.grpc_port for spec in settings.services},
+        allowed_origins=settings.ui_origins,
+        database_dsn=database_dsn,
+    )
+
+
 async def health(port: int, deadline: float = 2.0) -> str:
     """The service's overall health status name, or "UNREACHABLE"."""
     async with grpc.aio.insecure_channel(f"{LOOPBACK}:{port}") as channel:
@@ -136,12 +145,7 @@ class LocalMesh:
 
     @property
     def endpoints(self) -> Endpoints:
-        return Endpoints(
-            gateway_port=self.settings.envoy_port,
-            service_ports={spec.name: spec.grpc_port for spec in self.settings.services},
-            allowed_origins=self.settings.ui_origins,
-            database_dsn=self.postgres.dsn,
-        )
+        return endpoints_of(self.settings, self.postgres.dsn)
 
     @property
     def launchers(self) -> dict[str, Launcher]:
@@ -223,16 +227,10 @@ class RunningMesh:
 
     def __init__(self) -> None:
         self.settings = MeshSettings()
-        self.work_dir = None
 
     @property
     def endpoints(self) -> Endpoints:
-        return Endpoints(
-            gateway_port=self.settings.envoy_port,
-            service_ports={spec.name: spec.grpc_port for spec in self.settings.services},
-            allowed_origins=self.settings.ui_origins,
-            database_dsn=None,
-        )
+        return endpoints_of(self.settings, database_dsn=None)
 
     def leaders(self) -> dict[str, int]:
         ports = {spec.name: spec.grpc_port for spec in self.settings.services}
