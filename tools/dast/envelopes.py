@@ -90,13 +90,6 @@ def frame_cases(web: WebTransport) -> list[tuple[str, str, bytes, Headers, str]]
             "POST",
         ),
         ("binary body labelled text", GET_JOB, grpcweb.frame(message), text, "POST"),
-        (
-            "malformed grpc-timeout",
-            GET_JOB,
-            grpcweb.frame(message),
-            [*binary, ("grpc-timeout", "soon")],
-            "POST",
-        ),
         ("GET on an RPC path", GET_JOB, b"", binary, "GET"),
         (
             f"body over the {UPLOAD_CAP_BYTES // (1 << 20)} MiB cap",
