@@ -25,6 +25,7 @@ class ClientTally:
     submit_seconds: list[float] = field(default_factory=list)
     job_seconds: list[float] = field(default_factory=list)
     codes: Counter[str] = field(default_factory=Counter)
+    first_messages: dict[str, str] = field(default_factory=dict)
 
     def merge(self, other: ClientTally) -> None:
         self.accepted += other.accepted
@@ -34,6 +35,13 @@ class ClientTally:
         self.submit_seconds += other.submit_seconds
         self.job_seconds += other.job_seconds
         self.codes.update(other.codes)
+        for key, message in other.first_messages.items():
+            self.first_messages.setdefault(key, message)
+
+    def count(self, key: str, message: str) -> None:
+        self.codes[key] += 1
+        if message:
+            self.first_messages.setdefault(key, message[:200])
 
     @property
     def terminal(self) -> int:
@@ -61,15 +69,17 @@ async def run_client(
             photo = next(photos)
             started = time.perf_counter()
             outcome, job = await client.submit(photo)
-            tally.submit_seconds.append(time.perf_counter() - started)
-            tally.codes[f"{transport.name} Submit {outcome.code}"] += 1
+            tally.count(f"{transport.name} Submit {outcome.code}", outcome.message)
             if job is None:
+                # A person whose upload was refused tries again a moment later, not at once.
+                await asyncio.sleep(RETRY_PAUSE_SECONDS)
                 continue
+            tally.submit_seconds.append(time.perf_counter() - started)
             tally.accepted += 1
             final = job
             while not is_terminal(final) and loop.time() < finish_by:
                 watched, states = await client.watch(job.id, deadline=finish_by - loop.time())
-                tally.codes[f"{transport.name} WatchJob {watched.code}"] += 1
+                tally.count(f"{transport.name} WatchJob {watched.code}", watched.message)
                 final = states[-1] if states else final
                 if not watched.ok:
                     await asyncio.sleep(RETRY_PAUSE_SECONDS)

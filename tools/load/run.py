@@ -75,6 +75,7 @@ def build_report(
         "submit_latency": latency_summary(tally.submit_seconds),
         "job_latency": latency_summary(tally.job_seconds),
         "status_codes": dict(sorted(tally.codes.items())),
+        "status_messages": dict(sorted(tally.first_messages.items())),
         "rss_peak_bytes": memory.peaks(),
         "rss_samples": memory.samples,
     }
@@ -104,14 +105,22 @@ def print_report(report: dict[str, Any]) -> None:
             [
                 [name, summary["count"], summary["p50_ms"], summary["p95_ms"], summary["p99_ms"]]
                 for name, summary in (
-                    ("Submit RPC", report["submit_latency"]),
+                    ("Submit RPC (accepted)", report["submit_latency"]),
                     ("Submit to terminal", report["job_latency"]),
                 )
             ],
         )
     )
     print()
-    print(table(["transport / method / status", "calls"], list(report["status_codes"].items())))
+    print(
+        table(
+            ["transport / method / status", "calls", "first message"],
+            [
+                [key, calls, report["status_messages"].get(key, "")[:70]]
+                for key, calls in report["status_codes"].items()
+            ],
+        )
+    )
     print()
     print(
         table(
