@@ -88,27 +88,3 @@ def parse_frames(body: bytes) -> GrpcWebReply:
         else:
             reply.messages.append(payload)
     return reply
-
-
-class FrameReader:
-    """Incremental frame splitter for a streamed response (WatchJob): feed bytes, get frames."""
-
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-
-    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
-        self._buffer += data
-        frames: list[tuple[int, bytes]] = []
-        while len(self._buffer) >= FRAME_HEADER_BYTES:
-            flag, length = struct.unpack_from(">BI", self._buffer, 0)
-            if len(self._buffer) < FRAME_HEADER_BYTES + length:
-                break
-            frames.append(
-                (flag, bytes(self._buffer[FRAME_HEADER_BYTES : FRAME_HEADER_BYTES + length]))
-            )
-            del self._buffer[: FRAME_HEADER_BYTES + length]
-        return frames
-
-    @property
-    def leftover(self) -> int:
-        return len(self._buffer)

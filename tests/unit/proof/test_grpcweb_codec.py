@@ -38,14 +38,6 @@ def test_frame_that_declares_more_than_arrived_is_refused() -> None:
         grpcweb.parse_frames(grpcweb.frame(b"abcdef")[:-2])
 
 
-def test_frame_reader_hands_over_whole_frames_only() -> None:
-    reader = grpcweb.FrameReader()
-    stream = grpcweb.frame(b"first") + grpcweb.frame(b"second")
-    assert reader.feed(stream[:7]) == []
-    assert reader.feed(stream[7:]) == [(0, b"first"), (0, b"second")]
-    assert reader.leftover == 0
-
-
 def test_status_comes_from_headers_for_a_trailers_only_reply() -> None:
     outcome = decode_reply(200, {"grpc-status": "3", "grpc-message": "bad%20id"}, b"", text=False)
     assert (outcome.code, outcome.message) == ("INVALID_ARGUMENT", "bad id")
