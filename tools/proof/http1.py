@@ -2,8 +2,9 @@
 
 gRPC-Web travels over plain HTTP/1.1, and the DAST must be able to send what a proper
 client refuses to (a wrong length, broken base64, a 64 KiB header). So requests are
-written byte for byte here and responses are read as they arrive (chunked or not), which
-is also what a WatchJob stream needs: frames handed over one by one.
+written byte for byte here, and responses are read as HTTP/1.1 frames them (chunked,
+Content-Length or close-delimited): a WatchJob stream is one chunked body that ends when
+the job does.
 """
 
 from __future__ import annotations
