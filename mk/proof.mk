@@ -1,0 +1,17 @@
+# Proof harnesses (issues #13/#14): load, chaos and DAST against a real local mesh on
+# free ports (or the one `make up` runs, with RUNNING=1). Loopback only, bounded in time.
+N ?= 64
+T ?= 60
+RUNNING ?=
+PROOF_TARGET := $(if $(RUNNING),--running,)
+
+.PHONY: load chaos dast
+
+load: $(INSTALLED) ## N clients (default 64) for T seconds (default 60) through the gateway: throughput, latency, errors, RSS
+	$(BIN)/python -m tools.load --clients $(N) --seconds $(T) $(PROOF_TARGET)
+
+chaos: $(INSTALLED) ## kill/restart every component under a photo stream; fails on any lost, stuck or doubled job
+	$(BIN)/python -m tools.chaos
+
+dast: $(INSTALLED) ## hostile requests, frames, origins, images and tokens through the gateway; fails on any violation
+	$(BIN)/python -m tools.dast $(PROOF_TARGET)

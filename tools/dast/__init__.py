@@ -1,0 +1,1 @@
+"""`make dast`: hostile input through the gateway, and what the mesh answered to each."""

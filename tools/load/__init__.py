@@ -1,0 +1,1 @@
+"""`make load`: N concurrent clients through the gateway, as the UI uses it."""
