@@ -39,13 +39,16 @@ class FlowWorkload(BaseModel):
 
 
 class Flow(BaseModel):
+    """One row of `allowed`/`denied`; `mtls` None = as the source speaks (mTLS from a sidecar,
+    plaintext from outside the mesh), False = plaintext must be accepted on the port."""
+
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     source: str = Field(alias="from")
     destination: str = Field(alias="to")
     port: int = Field(ge=1, le=65535)
     methods: tuple[str, ...] = ()
-    mtls: bool = True
+    mtls: bool | None = None
     why: str = Field(min_length=1)
 
 
@@ -67,8 +70,30 @@ class FlowTable(BaseModel):
         return self
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader refusing a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys = [self.construct_object(key_node, deep=deep) for key_node, _ in node.value]
+        repeated = sorted({str(key) for key in keys if keys.count(key) > 1})
+        if repeated:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key(s) {repeated} given twice", node.start_mark
+            )
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_flow_table(path: Path) -> FlowTable:
-    return FlowTable.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    """THE loader of the flow table, for the app stack and the Istio tests alike.
+
+    Strict on purpose: an unknown key (say, the stray key an unquoted comma in a flow-style
+    `why:` creates) or a key given twice is an error, never a silently different table.
+    """
+    loader = _UniqueKeyLoader(path.read_text(encoding="utf-8"))
+    try:
+        return FlowTable.model_validate(loader.get_single_data())
+    finally:
+        loader.dispose()
 
 
 def _peer(workload: FlowWorkload) -> Manifest:

@@ -17,7 +17,7 @@ ISTIO_DIR = REPO_ROOT / "istio"
 FLOW_TABLE = ISTIO_DIR / "flows.yaml"
 ISTIOD_VALUES = ISTIO_DIR / "istiod-values.yaml"
 
-# A Kubernetes object as parsed YAML: its shape is the CRD's, checked by crd_validation.
+# A Kubernetes object as parsed YAML: its shape is the CRD's, checked by weather_deploy.k8s_schemas.
 Manifest = dict[str, Any]
 
 
