@@ -10,6 +10,7 @@ import pytest
 # jsii's Node.js runtime warns on every start that Node 20 is past its support date.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
+from tests.unit.cdktf.chart_rendering import RenderCharts, Rendered, render_releases
 from weather_deploy.config import ENVIRONMENTS, EnvironmentName
 from weather_deploy.stacks import Target
 from weather_deploy.synthesis import Synthesized, synthesize
@@ -46,3 +47,16 @@ def prod(synth: Synth) -> Synthesized:
 @pytest.fixture(scope="session")
 def on_kube_context(synth: Synth) -> Synthesized:
     return synth("dev", Target(kube_context="kind-weather"))
+
+
+@pytest.fixture(scope="session")
+def rendered_charts(synth: Synth, tmp_path_factory: pytest.TempPathFactory) -> RenderCharts:
+    """`rendered_charts(env)`: the platform stack's charts rendered, once per environment."""
+    done: dict[str, Rendered] = {}
+
+    def get(env: EnvironmentName) -> Rendered:
+        if env not in done:
+            done[env] = render_releases(synth(env), tmp_path_factory.mktemp(f"helm-{env}"))
+        return done[env]
+
+    return get
