@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -336,3 +337,34 @@ def test_an_external_peer_without_an_address_is_refused() -> None:
     table = load_flow_table(ISTIO_DIR / FLOW_TABLE)
     with pytest.raises(ValueError, match="no CIDR was given for it"):
         network_policies(table)
+
+
+def test_services_and_proxies_sample_traces_alike(synthesized: Synthesized) -> None:
+    """The SDKs follow the proxies' decision (parent-based) and start their own roots at the
+    environment's ratio, the percentage the proxies' Telemetry uses; istio/ says the same."""
+    from weather_deploy.workloads import TRACES_SAMPLER
+
+    ratio = ENVIRONMENTS[synthesized.env].trace_sampling_ratio
+    assert TRACES_SAMPLER.startswith("parentbased_")
+    samplers = {
+        (variables.get("OTEL_TRACES_SAMPLER"), variables.get("OTEL_TRACES_SAMPLER_ARG"))
+        for deployment in synthesized.manifests("app")
+        if deployment["kind"] == "Deployment"
+        for container in deployment["spec"]["template"]["spec"]["containers"]
+        for variables in [{v["name"]: v.get("value") for v in container.get("env", [])}]
+        if "OTEL_EXPORTER_OTLP_ENDPOINT" in variables
+    }
+    assert samplers == {(TRACES_SAMPLER, str(ratio))}
+    percentages = [
+        tracing["randomSamplingPercentage"]
+        for telemetry in synthesized.manifests("app")
+        if telemetry["kind"] == "Telemetry"
+        for tracing in telemetry["spec"].get("tracing", [])
+    ]
+    assert percentages
+    assert percentages == pytest.approx([ratio * 100] * len(percentages))
+    for path in (ISTIO_DIR / "telemetry.yaml", ISTIO_DIR / "README.md"):
+        named = set(re.findall(r"parentbased_\w+", path.read_text(encoding="utf-8")))
+        assert named <= {TRACES_SAMPLER}, path
+    telemetry_comment = (ISTIO_DIR / "telemetry.yaml").read_text(encoding="utf-8")
+    assert TRACES_SAMPLER in telemetry_comment
