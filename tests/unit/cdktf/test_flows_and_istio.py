@@ -47,10 +47,12 @@ def _allows(policy: dict[str, Any], direction: str, peer: dict[str, Any], port: 
     )
 
 
-def _peer(table: FlowTable, name: str) -> dict[str, Any]:
+def _peer(table: FlowTable, name: str, cidrs: dict[str, str] = CIDRS) -> dict[str, Any]:
+    """A NetworkPolicy peer as the table implies it: the workload's namespace and pods, or
+    the external workload's CIDR."""
     workload = table.workloads[name]
     if workload.external:
-        return {"ipBlock": {"cidr": CIDRS[name]}}
+        return {"ipBlock": {"cidr": cidrs[name]}}
     return {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": workload.namespace}},
         "podSelector": {"matchLabels": workload.selector},
@@ -240,17 +242,7 @@ def _expected_network_rules(table: FlowTable, cidrs: dict[str, str]) -> set[Netw
             workload = table.workloads[end]
             if workload.external or workload.namespace not in MESH_NAMESPACES:
                 continue
-            peer_workload = table.workloads[other]
-            peer = (
-                {"ipBlock": {"cidr": cidrs[other]}}
-                if peer_workload.external
-                else {
-                    "namespaceSelector": {
-                        "matchLabels": {"kubernetes.io/metadata.name": peer_workload.namespace}
-                    },
-                    "podSelector": {"matchLabels": peer_workload.selector},
-                }
-            )
+            peer = _peer(table, other, cidrs)
             for protocol in protocols:
                 expected.add(
                     (
