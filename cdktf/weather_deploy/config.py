@@ -95,8 +95,8 @@ class Environment(_Frozen):
             "Address block of the Kubernetes API server's endpoints, the NetworkPolicy egress "
             "of the CloudNativePG instances (flow weather-db -> kube-apiserver). None = the "
             "cluster's VPC CIDR: EKS puts the control plane's network interfaces in the "
-            "cluster's subnets. On an existing cluster (kube context) set it, e.g. kind's "
-            "node network."
+            "cluster's subnets. An existing cluster (KUBE_CONTEXT) gives its own "
+            "(KUBE_API_CIDR, stacks.Target)."
         ),
     )
     canary_image_tag: str | None = Field(

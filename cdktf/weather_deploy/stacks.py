@@ -74,6 +74,9 @@ class Target:
 
     kube_context: str | None = None
     kubeconfig: str = "~/.kube/config"
+    # The API server's address block there (KUBE_API_CIDR): the environment's default, the
+    # VPC of the `cluster` stack, says nothing about a cluster we did not create.
+    kube_api_cidr: str | None = None
 
 
 @dataclass(frozen=True)
@@ -561,7 +564,15 @@ def build(
 ) -> dict[str, TerraformStack]:
     """Every stack of `env` on `target`, with their apply order recorded as dependencies."""
     stacks: dict[str, TerraformStack] = {}
+    if target.kube_api_cidr:
+        env = env.model_copy(update={"kube_api_cidr": target.kube_api_cidr})
     if target.kube_context:
+        if env.kube_api_cidr is None:
+            raise ValueError(
+                f"KUBE_CONTEXT={target.kube_context}: set KUBE_API_CIDR to the address block "
+                "of the cluster's API server (`kubectl get endpoints kubernetes`), which the "
+                "PostgreSQL instances' NetworkPolicy must reach"
+            )
         access = kube_context_access(target)
     else:
         stacks["cluster"], access = cluster_stack(app, env)

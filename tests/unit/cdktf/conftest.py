@@ -16,6 +16,7 @@ from weather_deploy.stacks import Target
 from weather_deploy.synthesis import Synthesized, synthesize
 
 IMAGE_TAG = "test-tag"
+KIND_API_CIDR = "172.18.0.0/16"  # kind's node network, where its API server listens
 Synth = Callable[..., Synthesized]
 
 
@@ -46,7 +47,7 @@ def prod(synth: Synth) -> Synthesized:
 
 @pytest.fixture(scope="session")
 def on_kube_context(synth: Synth) -> Synthesized:
-    return synth("dev", Target(kube_context="kind-weather"))
+    return synth("dev", Target(kube_context="kind-weather", kube_api_cidr=KIND_API_CIDR))
 
 
 @pytest.fixture(scope="session")

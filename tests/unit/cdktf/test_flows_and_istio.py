@@ -360,3 +360,27 @@ def test_services_and_proxies_sample_traces_alike(synthesized: Synthesized) -> N
         assert named <= {TRACES_SAMPLER}, path
     telemetry_comment = (ISTIO_DIR / "telemetry.yaml").read_text(encoding="utf-8")
     assert TRACES_SAMPLER in telemetry_comment
+
+
+def test_on_an_existing_cluster_the_api_server_block_is_the_targets(
+    on_kube_context: Synthesized,
+) -> None:
+    from tests.unit.cdktf.conftest import KIND_API_CIDR
+
+    policy = on_kube_context.find("app", "NetworkPolicy", "weather-db-flows")
+    blocks = {
+        peer["ipBlock"]["cidr"]
+        for rule in policy["spec"]["egress"]
+        for peer in rule["to"]
+        if "ipBlock" in peer
+    }
+    assert blocks == {KIND_API_CIDR}
+
+
+def test_an_existing_cluster_without_its_api_server_block_is_refused() -> None:
+    from cdktf import Testing
+
+    from weather_deploy.stacks import Target, build
+
+    with pytest.raises(ValueError, match="KUBE_API_CIDR"):
+        build(Testing.app(), ENVIRONMENTS["dev"], Target(kube_context="kind-weather"), "tag")
