@@ -81,24 +81,6 @@ def test_fixture_flows_become_ingress_and_egress_rules() -> None:
     assert not _allows(api, "egress", _peer(table, "db"), 5432)  # a denied flow
 
 
-def test_every_allowed_flow_of_the_real_table_is_open_at_both_ends() -> None:
-    table = load_flow_table(ISTIO_DIR / FLOW_TABLE)
-    policies = {
-        (p["metadata"]["namespace"], p["metadata"]["name"]): p
-        for p in network_policies(table, external_cidrs=CIDRS)
-    }
-    for flow in table.allowed:
-        for end, direction, peer in (
-            (flow.destination, "ingress", flow.source),
-            (flow.source, "egress", flow.destination),
-        ):
-            workload = table.workloads[end]
-            if workload.external or workload.namespace not in MESH_NAMESPACES:
-                continue
-            policy = policies[(workload.namespace, f"{end}-flows")]
-            assert _allows(policy, direction, _peer(table, peer), flow.port), flow
-
-
 def test_no_denied_flow_of_the_real_table_is_open_at_the_network_layer() -> None:
     """A denied flow on a port that no allowed flow between the same pair uses must be shut
     by the NetworkPolicies too (method-level denials are Istio's job)."""
