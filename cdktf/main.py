@@ -2,6 +2,7 @@
 
     WEATHER_ENV=dev|staging|prod   which environment (default dev)
     KUBE_CONTEXT=<context>         platform + app onto an existing cluster, no `cluster` stack
+    KUBE_API_CIDR=<cidr>           that cluster's API server address block (NetworkPolicy)
     IMAGE_TAG=<tag>                default of the `image_tag` variable (default: git short HEAD)
     CDKTF_OUTDIR=<dir>             where to write (default: cdktf.out beside this file)
 
@@ -34,7 +35,10 @@ def git_short_head() -> str:
 
 def main() -> None:
     env = load_environment(os.environ.get("WEATHER_ENV", "dev"))
-    target = Target(kube_context=os.environ.get("KUBE_CONTEXT") or None)
+    target = Target(
+        kube_context=os.environ.get("KUBE_CONTEXT") or None,
+        kube_api_cidr=os.environ.get("KUBE_API_CIDR") or None,
+    )
     app = builders.new_app(os.environ.get("CDKTF_OUTDIR") or str(HERE / "cdktf.out"))
     build(app, env, target, os.environ.get("IMAGE_TAG") or git_short_head())
     app.synth()

@@ -110,6 +110,9 @@ def nats_values(env: Environment) -> dict[str, Any]:
             },
         },
         "natsBox": {"enabled": False},
+        # The chart runs NATS as the namespace's `default` account unless told otherwise; the
+        # mesh identity the Istio policies admit (routes nats -> nats) is ns/nats/sa/nats.
+        "serviceAccount": {"enabled": True, "name": NATS_RELEASE},
     }
 
 

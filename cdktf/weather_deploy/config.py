@@ -89,6 +89,16 @@ class Environment(_Frozen):
         description="Demo mode: jobs may be submitted without a token (owner = none)."
     )
     canary_weight: int = Field(ge=0, le=100, description="Percent of Classify to the canary.")
+    kube_api_cidr: str | None = Field(
+        default=None,
+        description=(
+            "Address block of the Kubernetes API server's endpoints, the NetworkPolicy egress "
+            "of the CloudNativePG instances (flow weather-db -> kube-apiserver). None = the "
+            "cluster's VPC CIDR: EKS puts the control plane's network interfaces in the "
+            "cluster's subnets. An existing cluster (KUBE_CONTEXT) gives its own "
+            "(KUBE_API_CIDR, stacks.Target)."
+        ),
+    )
     canary_image_tag: str | None = Field(
         default=None, description="Image tag of classifier-canary; None = the stable tag."
     )
@@ -102,6 +112,10 @@ class Environment(_Frozen):
         default_factory=dict,
         description="Settings of the services for this environment, by field name.",
     )
+
+    @property
+    def api_server_cidr(self) -> str:
+        return self.kube_api_cidr or self.cluster.vpc_cidr
 
     def workload(self, name: ServiceName | Literal["ui"]) -> Workload:
         workload: Workload = getattr(self, name)

@@ -4,12 +4,14 @@ The same table is the spec of the Istio AuthorizationPolicies, so the network la
 mesh layer allow the same flows by construction. Every namespace of the mesh is closed by a
 default-deny policy; each workload of those namespaces then gets exactly the ingress and
 egress of its `allowed` flows. Workloads outside the mesh namespaces (kube-dns, istiod, KEDA…)
-appear only as peers: selecting their pods would isolate them.
+appear only as peers: selecting their pods would isolate them. An external workload (no pods:
+the internet, the Kubernetes API server) is a peer by address, an `ipBlock` whose CIDR the
+caller gives per workload (the API server's is an environment setting).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,10 @@ from weather_deploy.contract import MESH_NAMESPACES
 
 Manifest = dict[str, Any]
 DNS_PORT = 53  # DNS is UDP first, TCP on truncation: both are allowed to kube-dns
+# External workloads of the table (keys of `workloads`) whose address the app stack supplies.
+INTERNET = "internet"
+KUBE_APISERVER = "kube-apiserver"
+ANYWHERE = "0.0.0.0/0"
 
 
 class FlowWorkload(BaseModel):
@@ -39,13 +45,16 @@ class FlowWorkload(BaseModel):
 
 
 class Flow(BaseModel):
+    """One row of `allowed`/`denied`; `mtls` None = as the source speaks (mTLS from a sidecar,
+    plaintext from outside the mesh), False = plaintext must be accepted on the port."""
+
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     source: str = Field(alias="from")
     destination: str = Field(alias="to")
     port: int = Field(ge=1, le=65535)
     methods: tuple[str, ...] = ()
-    mtls: bool = True
+    mtls: bool | None = None
     why: str = Field(min_length=1)
 
 
@@ -67,13 +76,37 @@ class FlowTable(BaseModel):
         return self
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader refusing a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys = [self.construct_object(key_node, deep=deep) for key_node, _ in node.value]
+        repeated = sorted({str(key) for key in keys if keys.count(key) > 1})
+        if repeated:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key(s) {repeated} given twice", node.start_mark
+            )
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_flow_table(path: Path) -> FlowTable:
-    return FlowTable.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    """THE loader of the flow table, for the app stack and the Istio tests alike.
+
+    Strict on purpose: an unknown key (say, the stray key an unquoted comma in a flow-style
+    `why:` creates) or a key given twice is an error, never a silently different table.
+    """
+    loader = _UniqueKeyLoader(path.read_text(encoding="utf-8"))
+    try:
+        return FlowTable.model_validate(loader.get_single_data())
+    finally:
+        loader.dispose()
 
 
-def _peer(workload: FlowWorkload) -> Manifest:
+def _peer(name: str, workload: FlowWorkload, external_cidrs: Mapping[str, str]) -> Manifest:
     if workload.external:
-        return {"ipBlock": {"cidr": "0.0.0.0/0"}}
+        if name not in external_cidrs:
+            raise ValueError(f"external workload {name!r} is a peer, but no CIDR was given for it")
+        return {"ipBlock": {"cidr": external_cidrs[name]}}
     return {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": workload.namespace}},
         "podSelector": {"matchLabels": dict(workload.selector)},
@@ -85,7 +118,13 @@ def _ports(port: int) -> list[Manifest]:
     return [{"protocol": protocol, "port": port} for protocol in protocols]
 
 
-def _rules(flows: Iterable[Flow], table: FlowTable, peer_of: str, peer_key: str) -> list[Manifest]:
+def _rules(
+    flows: Iterable[Flow],
+    table: FlowTable,
+    peer_of: str,
+    peer_key: str,
+    external_cidrs: Mapping[str, str],
+) -> list[Manifest]:
     """One rule per (peer, port), in the table's order, duplicates merged (methods differ only
     at the mesh layer; the network layer sees a port)."""
     rules: list[Manifest] = []
@@ -95,7 +134,8 @@ def _rules(flows: Iterable[Flow], table: FlowTable, peer_of: str, peer_key: str)
         if (peer_name, flow.port) in seen:
             continue
         seen.add((peer_name, flow.port))
-        rules.append({peer_key: [_peer(table.workloads[peer_name])], "ports": _ports(flow.port)})
+        peer = _peer(peer_name, table.workloads[peer_name], external_cidrs)
+        rules.append({peer_key: [peer], "ports": _ports(flow.port)})
     return rules
 
 
@@ -109,18 +149,26 @@ def default_deny(namespace: str) -> Manifest:
 
 
 def network_policies(
-    table: FlowTable, namespaces: Iterable[str] = MESH_NAMESPACES
+    table: FlowTable,
+    namespaces: Iterable[str] = MESH_NAMESPACES,
+    external_cidrs: Mapping[str, str] | None = None,
 ) -> list[Manifest]:
-    """Default deny in each mesh namespace, then one policy per workload that has flows."""
+    """Default deny in each mesh namespace, then one policy per workload that has flows.
+
+    `external_cidrs`: the address block of each external workload a closed namespace talks
+    to; one without a CIDR is an error (never a silent 0.0.0.0/0)."""
+    cidrs = external_cidrs or {}
     closed = tuple(namespaces)
     policies = [default_deny(namespace) for namespace in closed]
     for name, workload in table.workloads.items():
         if workload.external or workload.namespace not in closed:
             continue
         ingress = _rules(
-            (f for f in table.allowed if f.destination == name), table, "source", "from"
+            (f for f in table.allowed if f.destination == name), table, "source", "from", cidrs
         )
-        egress = _rules((f for f in table.allowed if f.source == name), table, "destination", "to")
+        egress = _rules(
+            (f for f in table.allowed if f.source == name), table, "destination", "to", cidrs
+        )
         if not ingress and not egress:
             continue
         policies.append(

@@ -36,7 +36,13 @@ from weather_deploy.contract import (
     ServiceHost,
     pod_labels,
 )
-from weather_deploy.flows import load_flow_table, network_policies
+from weather_deploy.flows import (
+    ANYWHERE,
+    INTERNET,
+    KUBE_APISERVER,
+    load_flow_table,
+    network_policies,
+)
 from weather_deploy.istio_objects import (
     FLOW_TABLE,
     ISTIO_DIR,
@@ -68,6 +74,9 @@ class Target:
 
     kube_context: str | None = None
     kubeconfig: str = "~/.kube/config"
+    # The API server's address block there (KUBE_API_CIDR): the environment's default, the
+    # VPC of the `cluster` stack, says nothing about a cluster we did not create.
+    kube_api_cidr: str | None = None
 
 
 @dataclass(frozen=True)
@@ -314,6 +323,11 @@ class TlsVariables:
     private_key: str
 
 
+def external_cidrs(env: Environment) -> dict[str, str]:
+    """Where the flow table's external workloads are, for the NetworkPolicy ipBlocks."""
+    return {INTERNET: ANYWHERE, KUBE_APISERVER: env.api_server_cidr}
+
+
 def app_objects(
     env: Environment,
     *,
@@ -355,7 +369,9 @@ def app_objects(
         if service == "classifier":
             objects += _canary_objects(env, image, canary_tag)
     objects += workloads.static_site(UI, image=image.of(UI), port=UI_PORT, env=env)
-    objects += network_policies(load_flow_table(ISTIO_DIR / FLOW_TABLE))
+    objects += network_policies(
+        load_flow_table(ISTIO_DIR / FLOW_TABLE), external_cidrs=external_cidrs(env)
+    )
     istio = with_canary_weight(load_istio_objects(ISTIO_DIR), env.canary_weight)
     sampling_percent = round(env.trace_sampling_ratio * 100, 4)
     istio = with_trace_sampling(with_domain(istio, env.domain), sampling_percent)
@@ -548,7 +564,15 @@ def build(
 ) -> dict[str, TerraformStack]:
     """Every stack of `env` on `target`, with their apply order recorded as dependencies."""
     stacks: dict[str, TerraformStack] = {}
+    if target.kube_api_cidr:
+        env = env.model_copy(update={"kube_api_cidr": target.kube_api_cidr})
     if target.kube_context:
+        if env.kube_api_cidr is None:
+            raise ValueError(
+                f"KUBE_CONTEXT={target.kube_context}: set KUBE_API_CIDR to the address block "
+                "of the cluster's API server (`kubectl get endpoints kubernetes`), which the "
+                "PostgreSQL instances' NetworkPolicy must reach"
+            )
         access = kube_context_access(target)
     else:
         stacks["cluster"], access = cluster_stack(app, env)

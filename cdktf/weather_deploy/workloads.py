@@ -41,12 +41,18 @@ def cluster_settings(env: Environment, service: ServiceName) -> dict[str, Any]:
     }
 
 
+# Parent-based: a span with a parent follows the parent's decision (the proxies', which start
+# every trace that enters through the edge or a sidecar); a root the service starts itself is
+# sampled at the environment's ratio, the edge's percentage. Why not always_on: README, deploy.
+TRACES_SAMPLER = "parentbased_traceidratio"
+
+
 def telemetry_env(service: str, env: Environment) -> list[Manifest]:
     """The OpenTelemetry SDK's own variables: export to Jaeger, sampled per environment."""
     return [
         {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": f"http://{JAEGER_OTLP.address}"},
         {"name": "OTEL_SERVICE_NAME", "value": service},
-        {"name": "OTEL_TRACES_SAMPLER", "value": "parentbased_traceidratio"},
+        {"name": "OTEL_TRACES_SAMPLER", "value": TRACES_SAMPLER},
         {"name": "OTEL_TRACES_SAMPLER_ARG", "value": str(env.trace_sampling_ratio)},
     ]
 

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import copy
+import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from weather_deploy.config import ENVIRONMENTS
 from weather_deploy.contract import MESH_NAMESPACES
-from weather_deploy.flows import FlowTable, load_flow_table, network_policies
+from weather_deploy.flows import (
+    KUBE_APISERVER,
+    FlowTable,
+    load_flow_table,
+    network_policies,
+)
 from weather_deploy.istio_objects import (
     FLOW_TABLE,
     ISTIO_DIR,
@@ -20,13 +28,15 @@ from weather_deploy.istio_objects import (
     with_trace_sampling,
 )
 from weather_deploy.k8s_schemas import validate_all
+from weather_deploy.stacks import external_cidrs
 from weather_deploy.synthesis import Synthesized
 
 FIXTURES = Path(__file__).parent / "fixtures" / "istio"
+CIDRS = external_cidrs(ENVIRONMENTS["prod"])
 
 
 def _policies_by_name(table: FlowTable) -> dict[str, dict[str, Any]]:
-    return {p["metadata"]["name"]: p for p in network_policies(table)}
+    return {p["metadata"]["name"]: p for p in network_policies(table, external_cidrs=CIDRS)}
 
 
 def _allows(policy: dict[str, Any], direction: str, peer: dict[str, Any], port: int) -> bool:
@@ -37,10 +47,12 @@ def _allows(policy: dict[str, Any], direction: str, peer: dict[str, Any], port: 
     )
 
 
-def _peer(table: FlowTable, name: str) -> dict[str, Any]:
+def _peer(table: FlowTable, name: str, cidrs: dict[str, str] = CIDRS) -> dict[str, Any]:
+    """A NetworkPolicy peer as the table implies it: the workload's namespace and pods, or
+    the external workload's CIDR."""
     workload = table.workloads[name]
     if workload.external:
-        return {"ipBlock": {"cidr": "0.0.0.0/0"}}
+        return {"ipBlock": {"cidr": cidrs[name]}}
     return {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": workload.namespace}},
         "podSelector": {"matchLabels": workload.selector},
@@ -69,29 +81,13 @@ def test_fixture_flows_become_ingress_and_egress_rules() -> None:
     assert not _allows(api, "egress", _peer(table, "db"), 5432)  # a denied flow
 
 
-def test_every_allowed_flow_of_the_real_table_is_open_at_both_ends() -> None:
-    table = load_flow_table(ISTIO_DIR / FLOW_TABLE)
-    policies = {
-        (p["metadata"]["namespace"], p["metadata"]["name"]): p for p in network_policies(table)
-    }
-    for flow in table.allowed:
-        for end, direction, peer in (
-            (flow.destination, "ingress", flow.source),
-            (flow.source, "egress", flow.destination),
-        ):
-            workload = table.workloads[end]
-            if workload.external or workload.namespace not in MESH_NAMESPACES:
-                continue
-            policy = policies[(workload.namespace, f"{end}-flows")]
-            assert _allows(policy, direction, _peer(table, peer), flow.port), flow
-
-
 def test_no_denied_flow_of_the_real_table_is_open_at_the_network_layer() -> None:
     """A denied flow on a port that no allowed flow between the same pair uses must be shut
     by the NetworkPolicies too (method-level denials are Istio's job)."""
     table = load_flow_table(ISTIO_DIR / FLOW_TABLE)
     policies = {
-        (p["metadata"]["namespace"], p["metadata"]["name"]): p for p in network_policies(table)
+        (p["metadata"]["namespace"], p["metadata"]["name"]): p
+        for p in network_policies(table, external_cidrs=CIDRS)
     }
     allowed_ports = {(f.source, f.destination, f.port) for f in table.allowed}
     checked = 0
@@ -203,3 +199,170 @@ def test_sampling_and_tls_secret_names_come_from_the_policy_files() -> None:
     (telemetry,) = [o for o in objects if o["kind"] == "Telemetry"]
     assert telemetry["spec"]["tracing"][0]["randomSamplingPercentage"] == 5.0
     assert tls_credentials(objects) == {"edge-tls"}
+
+
+# --- the NetworkPolicies the app stack ships, against the table ----------------------------------
+NetworkRule = tuple[str, str, str, str, str, int]  # ns, pods, direction, peer, proto, port
+
+
+def _key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _expected_network_rules(table: FlowTable, cidrs: dict[str, str]) -> set[NetworkRule]:
+    """Each allowed flow opens egress at its source and ingress at its destination, wherever
+    that end is a pod of a closed namespace; the peer is the other end's namespace and pods
+    (so a plaintext exception admits its source namespace's pods only), or the external
+    workload's CIDR. DNS is UDP and TCP, everything else TCP."""
+    expected: set[NetworkRule] = set()
+    for flow in table.allowed:
+        protocols = ("UDP", "TCP") if flow.destination == "kube-dns" else ("TCP",)
+        for end, direction, other in (
+            (flow.source, "egress", flow.destination),
+            (flow.destination, "ingress", flow.source),
+        ):
+            workload = table.workloads[end]
+            if workload.external or workload.namespace not in MESH_NAMESPACES:
+                continue
+            peer = _peer(table, other, cidrs)
+            for protocol in protocols:
+                expected.add(
+                    (
+                        str(workload.namespace),
+                        _key(workload.selector),
+                        direction,
+                        _key(peer),
+                        protocol,
+                        flow.port,
+                    )
+                )
+    return expected
+
+
+def _shipped_network_rules(policies: list[dict[str, Any]]) -> set[NetworkRule]:
+    shipped: set[NetworkRule] = set()
+    for policy in policies:
+        spec = policy["spec"]
+        pods = _key(spec["podSelector"].get("matchLabels", {}))
+        for direction, peer_key in (("ingress", "from"), ("egress", "to")):
+            for rule in spec.get(direction, []):
+                for peer in rule[peer_key]:
+                    for port in rule["ports"]:
+                        shipped.add(
+                            (
+                                policy["metadata"]["namespace"],
+                                pods,
+                                direction,
+                                _key(peer),
+                                port["protocol"],
+                                port["port"],
+                            )
+                        )
+    return shipped
+
+
+def test_shipped_network_policies_open_exactly_what_the_table_needs(
+    synthesized: Synthesized,
+) -> None:
+    table = load_flow_table(ISTIO_DIR / FLOW_TABLE)
+    env = ENVIRONMENTS[synthesized.env]
+    policies = [m for m in synthesized.manifests("app") if m["kind"] == "NetworkPolicy"]
+    deny = {p["metadata"]["namespace"] for p in policies if p["spec"]["podSelector"] == {}}
+    assert deny == set(MESH_NAMESPACES)
+    assert all(
+        not p["spec"].get("ingress") and not p["spec"].get("egress")
+        for p in policies
+        if p["spec"]["podSelector"] == {}
+    )
+    expected = _expected_network_rules(table, external_cidrs(env))
+    shipped = _shipped_network_rules(policies)
+    assert sorted(shipped - expected) == [], "opened but not in the table"
+    assert sorted(expected - shipped) == [], "needed by the table but not opened"
+    api_server = {"ipBlock": {"cidr": env.api_server_cidr}}
+    assert {(r[2], r[5]) for r in shipped if r[3] == _key(api_server)} == {
+        ("egress", 443),
+        ("egress", 6443),
+    }
+
+
+def test_every_proxied_pod_of_ours_may_resolve_names_and_reach_istiod() -> None:
+    """A sidecar without DNS or istiod never becomes ready: the table must list both."""
+    table = load_flow_table(ISTIO_DIR / FLOW_TABLE)
+    allowed = {(f.source, f.destination, f.port) for f in table.allowed}
+    ours = [
+        name
+        for name, workload in table.workloads.items()
+        if workload.namespace in MESH_NAMESPACES and name != "unknown"
+    ]
+    assert ours
+    for name in ours:
+        assert (name, "kube-dns", 53) in allowed, name
+        assert (name, "istiod", 15012) in allowed, name
+
+
+def test_the_api_server_cidr_is_the_environments_or_its_vpc() -> None:
+    env = ENVIRONMENTS["dev"]
+    assert external_cidrs(env)[KUBE_APISERVER] == env.cluster.vpc_cidr
+    kind = env.model_copy(update={"kube_api_cidr": "172.18.0.0/16"})
+    assert external_cidrs(kind)[KUBE_APISERVER] == "172.18.0.0/16"
+
+
+def test_an_external_peer_without_an_address_is_refused() -> None:
+    table = load_flow_table(ISTIO_DIR / FLOW_TABLE)
+    with pytest.raises(ValueError, match="no CIDR was given for it"):
+        network_policies(table)
+
+
+def test_services_and_proxies_sample_traces_alike(synthesized: Synthesized) -> None:
+    """The SDKs follow the proxies' decision (parent-based) and start their own roots at the
+    environment's ratio, the percentage the proxies' Telemetry uses; istio/ says the same."""
+    from weather_deploy.workloads import TRACES_SAMPLER
+
+    ratio = ENVIRONMENTS[synthesized.env].trace_sampling_ratio
+    assert TRACES_SAMPLER.startswith("parentbased_")
+    samplers = {
+        (variables.get("OTEL_TRACES_SAMPLER"), variables.get("OTEL_TRACES_SAMPLER_ARG"))
+        for deployment in synthesized.manifests("app")
+        if deployment["kind"] == "Deployment"
+        for container in deployment["spec"]["template"]["spec"]["containers"]
+        for variables in [{v["name"]: v.get("value") for v in container.get("env", [])}]
+        if "OTEL_EXPORTER_OTLP_ENDPOINT" in variables
+    }
+    assert samplers == {(TRACES_SAMPLER, str(ratio))}
+    percentages = [
+        tracing["randomSamplingPercentage"]
+        for telemetry in synthesized.manifests("app")
+        if telemetry["kind"] == "Telemetry"
+        for tracing in telemetry["spec"].get("tracing", [])
+    ]
+    assert percentages
+    assert percentages == pytest.approx([ratio * 100] * len(percentages))
+    for path in (ISTIO_DIR / "telemetry.yaml", ISTIO_DIR / "README.md"):
+        named = set(re.findall(r"parentbased_\w+", path.read_text(encoding="utf-8")))
+        assert named <= {TRACES_SAMPLER}, path
+    telemetry_comment = (ISTIO_DIR / "telemetry.yaml").read_text(encoding="utf-8")
+    assert TRACES_SAMPLER in telemetry_comment
+
+
+def test_on_an_existing_cluster_the_api_server_block_is_the_targets(
+    on_kube_context: Synthesized,
+) -> None:
+    from tests.unit.cdktf.conftest import KIND_API_CIDR
+
+    policy = on_kube_context.find("app", "NetworkPolicy", "weather-db-flows")
+    blocks = {
+        peer["ipBlock"]["cidr"]
+        for rule in policy["spec"]["egress"]
+        for peer in rule["to"]
+        if "ipBlock" in peer
+    }
+    assert blocks == {KIND_API_CIDR}
+
+
+def test_an_existing_cluster_without_its_api_server_block_is_refused() -> None:
+    from cdktf import Testing
+
+    from weather_deploy.stacks import Target, build
+
+    with pytest.raises(ValueError, match="KUBE_API_CIDR"):
+        build(Testing.app(), ENVIRONMENTS["dev"], Target(kube_context="kind-weather"), "tag")

@@ -5,87 +5,23 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.unit.cdktf.chart_rendering import SKIPPED_KINDS, RenderCharts, Rendered
 from weather_deploy import charts
 from weather_deploy.config import ENVIRONMENTS
 from weather_deploy.contract import CNPG_RELEASE, KEDA_RELEASE
-from weather_deploy.k8s_schemas import KUBERNETES_VERSION, REPO_ROOT, shared_k8s_dir, validate_all
+from weather_deploy.k8s_schemas import validate_all
 from weather_deploy.synthesis import Synthesized
-
-# chart name -> folder of its upstream copy in ../shared/k8s/charts
-CHART_FOLDERS = {
-    "base": "istio/base",
-    "istiod": "istio/istiod",
-    "gateway": "istio/gateway",
-    "nats": "nats",
-    "cloudnative-pg": "cloudnative-pg",
-    "jaeger": "jaeger",
-    "keda": "keda",
-}
-# The charts' own CustomResourceDefinitions are not checked against a schema: they ARE the
-# schemas (their content is what k8s/crds vendors and what our custom resources are checked
-# against), and the API server validates a CRD itself when the chart installs it.
-SKIPPED_KINDS = {"CustomResourceDefinition"}
-
-
-def helm() -> str:
-    found = REPO_ROOT / ".venv" / "bin" / "helm"
-    if found.is_file():
-        return str(found)
-    on_path = shutil.which("helm")
-    assert on_path, "helm v4 is missing: run `make k8s-tools` (make test-unit does)"
-    return on_path
-
-
-def render(release: dict[str, Any], tmp_path: Path) -> list[dict[str, Any]]:
-    values = tmp_path / f"{release['name']}.values.json"
-    values.write_text(release["values"][0], encoding="utf-8")
-    chart = shared_k8s_dir() / "charts" / CHART_FOLDERS[release["chart"]]
-    rendered = subprocess.run(
-        [
-            helm(),
-            "template",
-            release["name"],
-            str(chart),
-            "--namespace",
-            release["namespace"],
-            "--values",
-            str(values),
-            "--kube-version",
-            f"{KUBERNETES_VERSION}.0",
-            "--include-crds",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert rendered.returncode == 0, rendered.stderr
-    return [d for d in yaml.load_all(rendered.stdout, Loader=yaml.CSafeLoader) if d]
-
-
-Rendered = dict[str, list[dict[str, Any]]]
 
 
 @pytest.fixture(scope="module", params=sorted(ENVIRONMENTS))
-def rendered(
-    request: pytest.FixtureRequest, synth: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Rendered]:
+def rendered(request: pytest.FixtureRequest, rendered_charts: RenderCharts) -> Rendered:
     """release name -> rendered objects, for every environment in turn."""
-    synthesized: Synthesized = synth(request.param)
-    releases = synthesized.stacks["platform"]["resource"]["helm_release"]
-    tmp_path = tmp_path_factory.mktemp(f"helm-{request.param}")
-    with ThreadPoolExecutor(max_workers=4) as pool:  # helm runs are independent processes
-        rendered = pool.map(lambda release: render(release, tmp_path), releases.values())
-        yield dict(zip(releases, rendered, strict=True))
+    return rendered_charts(request.param)
 
 
 def _of(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:

@@ -149,10 +149,11 @@ def test_platform_stack_alone_has_the_pinned_nats_release() -> None:
     """The platform stack on its own, through cdktf's Testing assertions."""
     from cdktf import Testing
 
+    from tests.unit.cdktf.conftest import KIND_API_CIDR
     from weather_deploy.stacks import Target, kube_context_access, platform_stack
 
     env = ENVIRONMENTS["dev"]
-    target = Target(kube_context="kind-weather")
+    target = Target(kube_context="kind-weather", kube_api_cidr=KIND_API_CIDR)
     stack = platform_stack(Testing.app(), env, target, kube_context_access(target))
     synthesized = Testing.synth(stack)
     nats = next(r for r in releases(env) if r.name == "nats")

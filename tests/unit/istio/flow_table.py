@@ -17,13 +17,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.unit.istio.grpc_paths import known_method_paths
-from tests.unit.istio.manifests import FLOW_TABLE, Manifest, load_yaml
+from tests.unit.istio.manifests import FLOW_TABLE, Manifest
 from tests.unit.istio.mesh_eval import MeshPolicy, Request, Workload
+from weather_deploy.flows import Flow
+from weather_deploy.flows import FlowTable as FlowSpec
+from weather_deploy.flows import load_flow_table as load_flow_spec
 
 GRPC_HTTP_METHOD = "POST"
 EDGE_BARE_REQUEST = ("GET", "/")  # what a browser asks the edge for with no gRPC method: the UI
@@ -35,17 +39,9 @@ FLOW_SUMMARY = pytest.StashKey[str]()
 
 
 @dataclass(frozen=True)
-class Flow:
-    source: str
-    destination: str
-    port: int
-    methods: tuple[str, ...]
-    mtls: bool | None  # None: as the source speaks (mTLS when it has a sidecar)
-    why: str
-
-
-@dataclass(frozen=True)
 class FlowTable:
+    """The table as the evaluator sees it: the flows as loaded, each workload as a party."""
+
     workloads: Mapping[str, Workload]
     hosts: Mapping[str, tuple[str, ...]]
     allowed: tuple[Flow, ...]
@@ -57,37 +53,26 @@ class FlowTable:
         return external | {flow.source for flow in self.allowed if flow.mtls is False}
 
 
-def _flows(entries: Sequence[Mapping[str, Any]]) -> tuple[Flow, ...]:
-    return tuple(
-        Flow(
-            source=entry["from"],
-            destination=entry["to"],
-            port=int(entry["port"]),
-            methods=tuple(entry.get("methods", ())),
-            mtls=entry.get("mtls"),
-            why=entry["why"],
-        )
-        for entry in entries
-    )
-
-
-def parse_flow_table(raw: Mapping[str, Any]) -> FlowTable:
+def as_evaluated(spec: FlowSpec) -> FlowTable:
+    """The table the app stack loads, with its workloads as the evaluator's parties."""
     workloads = {
         name: Workload(
             name=name,
-            namespace=spec.get("namespace"),
-            service_account=spec.get("serviceAccount"),
-            labels=dict(spec.get("selector", {})),
-            external=bool(spec.get("external", False)),
+            namespace=workload.namespace,
+            service_account=workload.service_account,
+            labels=dict(workload.selector),
+            external=workload.external,
         )
-        for name, spec in raw["workloads"].items()
+        for name, workload in spec.workloads.items()
     }
-    hosts = {name: tuple(spec.get("hosts", ())) for name, spec in raw["workloads"].items()}
-    return FlowTable(workloads, hosts, _flows(raw["allowed"]), _flows(raw.get("denied", [])))
+    hosts = {name: workload.hosts for name, workload in spec.workloads.items()}
+    return FlowTable(workloads, hosts, spec.allowed, spec.denied)
 
 
-def load_flow_table() -> FlowTable:
-    return parse_flow_table(load_yaml(FLOW_TABLE))
+def load_flow_table(path: Path = FLOW_TABLE) -> FlowTable:
+    """Through the one strict loader (weather_deploy.flows): a table the app stack refuses
+    is refused here too."""
+    return as_evaluated(load_flow_spec(path))
 
 
 def edge_roles(manifests: Sequence[Manifest]) -> list[str]:
@@ -247,7 +232,7 @@ class FlowJudge:
                     ):
                         evaluation.left_to_network_policy += 1
                         continue
-                    flow = Flow(source, destination, port, (), None, "generated")
+                    flow = Flow(source=source, destination=destination, port=port, why="generated")
                     negatives.append(self.request(flow, method))
         return negatives
 

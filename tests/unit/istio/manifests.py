@@ -1,7 +1,7 @@
 """Load `istio/`: the Istio objects a cluster receives and the flow table they must implement.
 
-The objects are read exactly as the cdktf app stack applies them (every YAML document that has a
-`kind`), so the tests judge what ships, not a copy of it.
+The objects are read by the app stack's own loader (weather_deploy.istio_objects), so the
+tests judge what ships, not a copy of it.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from typing import Any
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-ISTIO_DIR = REPO_ROOT / "istio"
-FLOW_TABLE = ISTIO_DIR / "flows.yaml"
-ISTIOD_VALUES = ISTIO_DIR / "istiod-values.yaml"
+from weather_deploy import istio_objects
+from weather_deploy.istio_objects import ISTIO_DIR, NOT_OBJECTS, load_istio_objects
 
-# A Kubernetes object as parsed YAML: its shape is the CRD's, checked by crd_validation.
+FLOW_TABLE = ISTIO_DIR / istio_objects.FLOW_TABLE
+
+# A Kubernetes object as parsed YAML (its shape is the CRD's: weather_deploy.k8s_schemas).
 Manifest = dict[str, Any]
 
 
@@ -28,7 +28,7 @@ def _documents(path: Path) -> Iterator[Any]:
 
 def manifest_files() -> list[Path]:
     """The files of `istio/` holding Kubernetes objects (not the flow table, not Helm values)."""
-    return sorted(p for p in ISTIO_DIR.glob("*.yaml") if p not in (FLOW_TABLE, ISTIOD_VALUES))
+    return sorted(p for p in ISTIO_DIR.glob("*.yaml") if p.name not in NOT_OBJECTS)
 
 
 def objects_in(path: Path) -> list[Manifest]:
@@ -37,14 +37,8 @@ def objects_in(path: Path) -> list[Manifest]:
 
 
 def load_manifests() -> list[Manifest]:
-    """Every Istio object of `istio/`, in file order."""
-    return [doc for path in manifest_files() for doc in objects_in(path)]
-
-
-def load_yaml(path: Path) -> Any:
-    """One single-document YAML file (the flow table, the istiod values)."""
-    with path.open(encoding="utf-8") as stream:
-        return yaml.safe_load(stream)
+    """Every Istio object of `istio/`, in file order, as the app stack reads them."""
+    return load_istio_objects(ISTIO_DIR)
 
 
 def of_kind(manifests: list[Manifest], kind: str) -> list[Manifest]:

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-from tests.unit.istio.flow_table import FLOW_SUMMARY, FlowJudge, FlowTable, strict_violations
+import pydantic
+import pytest
+import yaml
+
+from tests.unit.istio.flow_table import (
+    FLOW_SUMMARY,
+    FlowJudge,
+    FlowTable,
+    load_flow_table,
+    strict_violations,
+)
 from tests.unit.istio.grpc_paths import known_method_paths
 from tests.unit.istio.manifests import Manifest
 from tests.unit.istio.mesh_eval import MeshPolicy
@@ -54,3 +64,22 @@ def test_every_port_not_excepted_is_strict_for_every_proxied_workload(
     manifests: list[Manifest], flow_table: FlowTable
 ) -> None:
     assert strict_violations(MeshPolicy(manifests), flow_table) == []
+
+
+MALFORMED_TABLES = {
+    # the bug once found: the unquoted comma makes `where traces start` a stray key of the flow
+    "stray key": "workloads: {a: {external: true}}\n"
+    "allowed:\n  - {from: a, to: a, port: 1, why: spans of the edge, where traces start}\n",
+    "key given twice": "workloads:\n  a: {external: true}\n  a: {external: true}\nallowed: []\n",
+}
+
+
+@pytest.mark.parametrize("text", MALFORMED_TABLES.values(), ids=MALFORMED_TABLES.keys())
+def test_the_istio_tests_refuse_a_table_the_app_stack_would_refuse(
+    text: str, tmp_path: Path
+) -> None:
+    """One strict loader for both: a malformed table fails these tests as it fails the stack."""
+    path = tmp_path / "flows.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises((pydantic.ValidationError, yaml.YAMLError)):
+        load_flow_table(path)

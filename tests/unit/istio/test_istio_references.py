@@ -13,8 +13,9 @@ import pytest
 
 from tests.unit.istio.flow_table import FlowTable
 from tests.unit.istio.grpc_paths import known_method_paths, matching_paths
-from tests.unit.istio.manifests import ISTIOD_VALUES, Manifest, load_yaml, of_kind
+from tests.unit.istio.manifests import Manifest, of_kind
 from tests.unit.istio.mesh_eval import ROOT_NAMESPACE, TRUST_DOMAIN
+from weather_deploy.istio_objects import ISTIO_DIR, load_istiod_values
 
 PUBLIC_SERVICES = ("weather.v1.DispatcherService", "weather.v1.ReportingService")
 # Hosts of the platform rather than of a flow-table workload, allowed in any Sidecar egress:
@@ -295,7 +296,7 @@ def test_each_sidecar_reaches_exactly_the_hosts_of_its_flows(
 def test_tracing_provider_is_declared_and_points_at_jaeger(
     manifests: list[Manifest], flow_table: FlowTable
 ) -> None:
-    mesh_config = load_yaml(ISTIOD_VALUES)["meshConfig"]
+    mesh_config = load_istiod_values(ISTIO_DIR)["meshConfig"]
     providers = {p["name"]: p for p in mesh_config["extensionProviders"]}
     used = {
         provider["name"]
