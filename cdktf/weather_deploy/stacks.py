@@ -9,7 +9,6 @@ Apply order (each plans against what the previous one created):
 
 from __future__ import annotations
 
-import importlib
 import ipaddress
 import itertools
 import math
@@ -18,6 +17,8 @@ from typing import Any
 
 from cdktf import App, TerraformProvider, TerraformStack
 
+from meshkit.broker_layout import JOBS_STREAM
+from services.classifier.queue import CONSUMER
 from weather_deploy import builders, charts, workloads
 from weather_deploy.config import Environment, ServiceName
 from weather_deploy.contract import (
@@ -437,22 +438,9 @@ def _service_objects(
 
 # Where the code defines the classifier's work queue: (module of JOBS_STREAM, module of
 # CONSUMER). The second pair is the layout before issue #10 moved them; drop it once merged.
-_QUEUE_DEFINITIONS = (
-    ("meshkit.broker_layout", "services.classifier.queue"),
-    ("meshkit.broker", "services.classifier.consumer"),
-)
-
-
 def classifier_queue() -> tuple[str, str]:
     """The stream and durable consumer the classifier pulls jobs from, read from its code."""
-    for stream_module, consumer_module in _QUEUE_DEFINITIONS:
-        try:
-            stream = importlib.import_module(stream_module).JOBS_STREAM
-            consumer = importlib.import_module(consumer_module).CONSUMER
-        except ModuleNotFoundError:
-            continue
-        return str(stream), str(consumer)
-    raise ImportError(f"no JOBS_STREAM/CONSUMER in any of {_QUEUE_DEFINITIONS}")
+    return str(JOBS_STREAM), str(CONSUMER)
 
 
 def _classifier_scaler(env: Environment) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -158,6 +160,20 @@ def test_reporting_rolls_out_only_after_its_migrations_job_completes(prod: Synth
     assert job["spec"]["template"]["spec"]["containers"][0]["envFrom"] == [
         {"secretRef": {"name": "reporting"}}
     ]
+
+
+def test_migrations_job_runs_a_module_the_reporting_image_carries(prod: Synthesized) -> None:
+    job = prod.stacks["app"]["resource"]["kubernetes_manifest"][f"job-weather-{MIGRATIONS_JOB}"]
+    (container,) = job["manifest"]["spec"]["template"]["spec"]["containers"]
+    interpreter, flag, module = container["command"]
+    assert (interpreter, flag) == ("python3", "-m")
+    # the reporting image holds only services.reporting: the Job's module must live there and
+    # be runnable (a package without __main__ or a module of another service would crash-loop)
+    assert module.startswith("services.reporting.")
+    spec = importlib.util.find_spec(module)
+    assert spec is not None
+    assert spec.origin is not None
+    assert 'if __name__ == "__main__"' in Path(spec.origin).read_text(encoding="utf-8")
 
 
 def test_images_follow_the_tag_variable(prod: Synthesized) -> None:
