@@ -14,10 +14,19 @@ help: ## list the targets
 
 install: $(INSTALLED) ## create .venv with the pinned packages and the binaries the mesh needs
 
+# Targets that run at the same time in one checkout (`make lint & make test-unit`, or the CI's
+# parallel steps on one host) all find the venv missing. One builds it while holding the lock;
+# the others wait for it and then find the stamp newer than its inputs, and build nothing.
+INSTALL_LOCK := .cache/install.lock
+
 $(INSTALLED): pyproject.toml constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
-	$(BIN)/python -m devmesh install
+	@mkdir -p $(dir $(INSTALL_LOCK))
+	exec {lock}>$(INSTALL_LOCK); flock "$$lock"; \
+	if [ -f $@ ] && [ -z "$$(find $^ -newer $@)" ]; then \
+	  echo "install: $(VENV) was built by a concurrent make"; exit 0; fi; \
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); \
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'; \
+	$(BIN)/python -m devmesh install {lock}>&-; \
 	touch $@
 
 .PHONY: constraints

@@ -9,9 +9,15 @@ CHROMIUM := /usr/bin/chromium
 
 ui-deps: $(UI_NODE_MODULES) ## npm ci for ui/ (exact versions from ui/package-lock.json)
 
+# npm ci deletes node_modules first, so two at once break each other: the lock makes the
+# second wait and then find the modules current (see INSTALL_LOCK in the Makefile).
 $(UI_NODE_MODULES): ui/package-lock.json
-	cd ui && npm ci --no-audit --no-fund
-	touch $@
+	@mkdir -p .cache
+	exec {lock}>.cache/ui-deps.lock; flock "$$lock"; \
+	if [ -f $@ ] && [ -z "$$(find $< -newer $@)" ]; then \
+	  echo "ui-deps: ui/node_modules was installed by a concurrent make"; exit 0; fi; \
+	cd ui && npm ci --no-audit --no-fund; \
+	touch $(CURDIR)/$@
 
 ui: $(UI_DIST) ## type-check and build the UI into ui/dist (what `make up` serves)
 
