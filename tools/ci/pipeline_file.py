@@ -30,7 +30,7 @@ class PipelineFileError(ValueError):
 class Step:
     name: str
     script: tuple[str, ...]
-    max_time_minutes: int = DEFAULT_MAX_TIME_MINUTES
+    max_time_minutes: float = DEFAULT_MAX_TIME_MINUTES
     deployment: str | None = None
     manual: bool = False
     image: str | None = None

@@ -115,10 +115,12 @@ def collect_artifacts(step: Step, workdir: Path, artifacts: Path) -> None:
     """Copy what the step's `artifacts` globs match, as Bitbucket keeps them after the step."""
     for pattern in step.artifacts:
         for found in workdir.glob(pattern):
-            if found.is_file():
-                destination = artifacts / found.relative_to(workdir)
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(found, destination)
+            # `dir/**` matches directories (Python 3.11's glob); keep the files inside them.
+            for path in [found] if found.is_file() else found.rglob("*"):
+                if path.is_file():
+                    destination = artifacts / path.relative_to(workdir)
+                    destination.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(path, destination)
 
 
 def run_step(
