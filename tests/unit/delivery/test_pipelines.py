@@ -59,6 +59,23 @@ def check_jsonschema(path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def without_secrets() -> dict[str, str]:
+    """A bare environment: whatever credentials this machine has, the steps see none."""
+    return {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/")}
+
+
+def make(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """make in this checkout, its output captured; `env` None = this process's environment."""
+    return subprocess.run(
+        ["make", "--no-print-directory", "-C", str(ROOT), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env=env,
+    )
+
+
 def schema() -> dict[str, Any]:
     vendor = resources.files("check_jsonschema.builtin_schemas.vendor")
     loaded: dict[str, Any] = json.loads(
@@ -258,22 +275,6 @@ def test_contract_check_compares_against_the_pull_requests_target(
     assert all("$BITBUCKET_PR_DESTINATION_BRANCH" in line for line in contract)
 
 
-def without_secrets() -> dict[str, str]:
-    """A bare environment: whatever credentials this machine has, the steps see none."""
-    return {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/")}
-
-
-def make(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["make", "--no-print-directory", "-C", str(ROOT), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-        env=env,
-    )
-
-
 def test_every_delivery_step_skips_cleanly_without_credentials(
     pipelines: dict[str, Pipeline],
 ) -> None:
@@ -358,13 +359,7 @@ def test_steps_use_only_caches_that_exist(
 def test_the_venv_cache_is_rebuilt_when_the_pins_change(document: dict[str, Any]) -> None:
     """The Makefile rebuilds .venv when these change; the cache key must follow the same files."""
     venv = document["definitions"]["caches"]["venv"]
-    dry_run = subprocess.run(
-        ["make", "-pq", "-C", str(ROOT), ".venv/.installed"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    dry_run = make("-pq", ".venv/.installed")
     rule = re.search(r"^\.venv/\.installed: (.*)$", dry_run.stdout, re.M)
     assert rule, "no .venv/.installed rule"
     assert venv["path"] == ".venv"
@@ -372,18 +367,13 @@ def test_the_venv_cache_is_rebuilt_when_the_pins_change(document: dict[str, Any]
 
 
 def runs_pytest(target: str) -> bool:
-    dry_run = subprocess.run(
-        ["make", "-n", "-C", str(ROOT), target], capture_output=True, text=True, timeout=60
-    )
-    return " -m pytest " in dry_run.stdout
+    return " -m pytest " in make("-n", target).stdout
 
 
 def test_steps_that_run_pytest_keep_junit_reports_where_bitbucket_reads_them(
     pipelines: dict[str, Pipeline],
 ) -> None:
-    database = subprocess.run(
-        ["make", "-pq", "-C", str(ROOT)], capture_output=True, text=True, timeout=60
-    ).stdout
+    database = make("-pq").stdout
     checked = 0
     for step in every_step(pipelines):
         for target in step.make_targets():
