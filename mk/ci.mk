@@ -78,7 +78,9 @@ STEPS ?=
 # The project's tests read ../shared beside the checkout; the clone gets the same.
 SHARED ?= $(abspath $(CURDIR)/../shared)
 
+CI_LOCAL_OPTIONS = --pipeline '$(PIPELINE)' --steps '$(STEPS)' --shared '$(SHARED)' \
+  $(if $(JOBS),--jobs $(JOBS)) $(if $(filter 1,$(KEEP)),--keep) \
+  $(if $(filter 1,$(RUN_MANUAL)),--run-manual) $(foreach v,$(VARS),--var '$(v)')
+
 ci-local: $(INSTALLED) ## run PIPELINE=pull-requests|main|custom:<name> here as Bitbucket would, in a fresh clone [STEPS=a,b JOBS=n]
-	$(BIN)/python -m tools.ci --pipeline '$(PIPELINE)' --steps '$(STEPS)' --shared '$(SHARED)' \
-	  $(if $(JOBS),--jobs $(JOBS)) $(if $(filter 1,$(KEEP)),--keep) \
-	  $(if $(filter 1,$(RUN_MANUAL)),--run-manual) $(foreach v,$(VARS),--var '$(v)')
+	$(BIN)/python -m tools.ci $(strip $(CI_LOCAL_OPTIONS))

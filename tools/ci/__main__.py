@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -103,8 +104,13 @@ def prepare_checkout(arguments: argparse.Namespace, workdir: Path) -> Checkout:
     return fresh_clone(source, workdir, shared)
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = parse_arguments(argv)
+    signal.signal(signal.SIGTERM, _interrupted)
     workdir: Path = arguments.workdir or Path(tempfile.mkdtemp(prefix="weather-mesh-ci-"))
     workdir.mkdir(parents=True, exist_ok=True)
     checkout = prepare_checkout(arguments, workdir)

@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
@@ -55,6 +55,29 @@ class StepResult:
     log: Path | None = None
 
 
+class LiveSteps:
+    """The step processes running now, so an interrupted run can stop every one of them
+    (each step runs in its own session, out of reach of the terminal's Ctrl-C)."""
+
+    def __init__(self) -> None:
+        self._processes: set[subprocess.Popen[bytes]] = set()
+        self._lock = threading.Lock()
+
+    def add(self, process: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._processes.add(process)
+
+    def discard(self, process: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._processes.discard(process)
+
+    def stop_all(self) -> None:
+        with self._lock:
+            processes = list(self._processes)
+        for process in processes:
+            _terminate(process)
+
+
 @dataclass(frozen=True)
 class RunSettings:
     workdir: Path
@@ -66,6 +89,7 @@ class RunSettings:
     selected: Callable[[Step], bool] = lambda step: True
     jobs: int | None = None
     run_manual: bool = False
+    live: LiveSteps = field(default_factory=LiveSteps)
 
 
 def step_slug(index: int, step: Step) -> str:
@@ -142,12 +166,15 @@ def run_step(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        settings.live.add(process)
         try:
             returncode = process.wait(timeout=step.max_time_minutes * 60)
             status = Status.PASSED if returncode == 0 else Status.FAILED
         except subprocess.TimeoutExpired:
             _terminate(process)
             status = Status.TIMED_OUT
+        finally:
+            settings.live.discard(process)
     collect_artifacts(step, settings.workdir, settings.artifacts)
     return StepResult(step, status, time.monotonic() - started, log)
 
@@ -185,10 +212,19 @@ def _run_stage(
         reporter.finished(result)
         return result
 
-    if chosen:
-        with ThreadPoolExecutor(max_workers=min(settings.jobs or len(chosen), len(chosen))) as pool:
-            for position, result in zip(chosen, pool.map(one, chosen), strict=True):
-                results[position] = result
+    if not chosen:
+        return results
+    pool = ThreadPoolExecutor(max_workers=min(settings.jobs or len(chosen), len(chosen)))
+    try:
+        for position, result in zip(chosen, pool.map(one, chosen), strict=True):
+            results[position] = result
+    except BaseException:
+        # Interrupted (Ctrl-C, SIGTERM): start nothing more, stop what runs, then wait.
+        pool.shutdown(wait=False, cancel_futures=True)
+        settings.live.stop_all()
+        raise
+    finally:
+        pool.shutdown(wait=True)
     return results
 
 

@@ -9,7 +9,11 @@ shell, so no make target or network is involved.
 from __future__ import annotations
 
 import io
+import signal
 import subprocess
+import sys
+import textwrap
+import time
 from contextlib import redirect_stdout
 from dataclasses import replace
 from pathlib import Path
@@ -191,3 +195,40 @@ def test_a_step_over_its_max_time_is_stopped_with_its_children(tmp_path: Path) -
     result = run_step(settings, 1, replace(step, max_time_minutes=1 / 60), 0, 1)
     assert result.status is Status.TIMED_OUT
     assert is_gone(int((tmp_path / "child.pid").read_text()))
+
+
+def test_stopping_the_runner_stops_the_steps_it_started(source: Path, tmp_path: Path) -> None:
+    (source / "bitbucket-pipelines.yml").write_text(
+        textwrap.dedent("""
+            pipelines:
+              default:
+                - parallel:
+                    - step:
+                        name: long
+                        script:
+                          - sleep 300 & echo $! > long.pid; wait
+                    - step:
+                        name: short
+                        script:
+                          - true
+            """),
+        encoding="utf-8",
+    )
+    git(source, "commit", "--quiet", "-am", "long step")
+    workdir = tmp_path / "run"
+    command = ["-m", "tools.ci", "--pipeline", "default", "--source", str(source)]
+    runner = subprocess.Popen(
+        [sys.executable, *command, "--workdir", str(workdir)],
+        cwd=Path(__file__).resolve().parents[3],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    pid_file = clone_of(workdir) / "long.pid"
+    deadline = time.monotonic() + 120
+    while not (pid_file.exists() and pid_file.read_text().strip()):
+        assert time.monotonic() < deadline, "the long step never started"
+        time.sleep(0.1)
+    runner.send_signal(signal.SIGTERM)
+    runner.communicate(timeout=120)
+    assert runner.returncode != 0
+    assert is_gone(int(pid_file.read_text()))
