@@ -9,13 +9,9 @@ CHROMIUM := /usr/bin/chromium
 
 ui-deps: $(UI_NODE_MODULES) ## npm ci for ui/ (exact versions from ui/package-lock.json)
 
-# npm ci deletes node_modules first, so two at once break each other: the lock makes the
-# second wait and then find the modules current (see INSTALL_LOCK in the Makefile).
+# npm ci deletes node_modules first, so two at once break each other (see build-once).
 $(UI_NODE_MODULES): ui/package-lock.json
-	@mkdir -p .cache
-	exec {lock}>.cache/ui-deps.lock; flock "$$lock"; \
-	if [ -f $@ ] && [ -z "$$(find $< -newer $@)" ]; then \
-	  echo "ui-deps: ui/node_modules was installed by a concurrent make"; exit 0; fi; \
+	$(call build-once,.cache/ui-deps.lock); \
 	cd ui && npm ci --no-audit --no-fund; \
 	touch $(CURDIR)/$@
 
