@@ -31,26 +31,28 @@ audit: $(INSTALLED) ## pip-audit of constraints.txt + npm audit of ui/: fails on
 # The gate runs on the system python3 so that a skipped step installs nothing.
 when-secrets = $(PYTHON) -m tools.ci.secrets --purpose '$(1)' --require $(2) -- $(3)
 
-# Images are tagged with the commit everywhere (tools/images reads IMAGE_TAG the same way);
-# the rollback pipeline sets IMAGE_TAG to an older tag.
+# Images are tagged with the commit everywhere (tools/images and cdktf/main.py read IMAGE_TAG
+# the same way); the rollback pipeline sets IMAGE_TAG to an older tag.
 IMAGE_TAG ?= $(shell git rev-parse --short HEAD)
-CONTAINER_ENGINE ?= docker
 # Images `make images` builds: one per service package, and the UI.
 IMAGE_NAMES := $(patsubst services/%/__main__.py,%,$(wildcard services/*/__main__.py)) ui
-# podman files a local `weather-mesh/x` as `localhost/weather-mesh/x`; docker files it bare.
-LOCAL_IMAGE_PREFIX ?= $(if $(filter podman,$(CONTAINER_ENGINE)),localhost/)
 REGISTRY_SECRETS := REGISTRY REGISTRY_USER REGISTRY_PASSWORD
 
 push-images: ## build every image and push it as REGISTRY/weather-mesh/<name>:IMAGE_TAG (skips without registry credentials)
 	$(call when-secrets,push images $(IMAGE_TAG),$(REGISTRY_SECRETS),$(MAKE) push-images-now)
 
+# The engine that built the images pushes them: podman (with the images tool's own config,
+# where it files `weather-mesh/x` as `localhost/weather-mesh/x`) when present, else docker
+# (Bitbucket's docker service). CONTAINER_ENGINE=... chooses.
 push-images-now:
 	$(MAKE) images IMAGE_TAG=$(IMAGE_TAG)
-	printenv REGISTRY_PASSWORD | $(CONTAINER_ENGINE) login --username "$$REGISTRY_USER" --password-stdin "$$REGISTRY"
+	engine=$${CONTAINER_ENGINE:-$$(command -v podman >/dev/null && echo podman || echo docker)}; \
+	prefix=; if [ "$$engine" = podman ]; then eval "$$($(BIN)/python -m tools.images env)"; prefix=localhost/; fi; \
+	printenv REGISTRY_PASSWORD | $$engine login --username "$$REGISTRY_USER" --password-stdin "$$REGISTRY"; \
 	for name in $(IMAGE_NAMES); do \
 	  remote="$$REGISTRY/weather-mesh/$$name:$(IMAGE_TAG)"; \
-	  $(CONTAINER_ENGINE) tag "$(LOCAL_IMAGE_PREFIX)weather-mesh/$$name:$(IMAGE_TAG)" "$$remote"; \
-	  $(CONTAINER_ENGINE) push "$$remote"; \
+	  $$engine tag "$${prefix}weather-mesh/$$name:$(IMAGE_TAG)" "$$remote"; \
+	  $$engine push "$$remote"; \
 	done
 
 # Bitbucket deployment environments (test, staging, production) deploy the cdktf environments
