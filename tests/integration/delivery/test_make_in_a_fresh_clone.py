@@ -175,8 +175,11 @@ def test_buf_breaking_compares_against_the_given_branch(
     assert broken.returncode != 0
     assert "deleted" in broken.stdout + broken.stderr
     # Bitbucket's clone has only the pull request's branch: the target is fetched from origin.
-    git(clone, "update-ref", "-d", "refs/remotes/origin/main")
-    fetched = buf_breaking(clone, "main")
+    origin = clone.parent / "origin.git"
+    subprocess.run(["git", "clone", "--quiet", "--bare", str(clone), str(origin)], check=True)
+    git(clone, "remote", "set-url", "origin", str(origin))
+    git(clone, "branch", "--quiet", "-D", "target")
+    fetched = buf_breaking(clone, "target")
     assert fetched.returncode != 0
     assert "deleted" in fetched.stdout + fetched.stderr
 
