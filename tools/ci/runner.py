@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TextIO
 
 from tools.ci.pipeline_file import Pipeline, Stage, Step
+from tools.ci.secrets import SKIP_PREFIX
 
 # The runner's own make leaks these into children; a step's make must start clean.
 _MAKE_VARIABLES = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES", "MAKE_TERMINATE")
@@ -36,6 +37,8 @@ _LOG_TAIL_LINES = 40
 
 class Status(enum.StrEnum):
     PASSED = "passed"
+    SKIPPED = "skipped"
+    """Passed by skipping its work: the secrets gate found no credentials (its log says which)."""
     FAILED = "FAILED"
     TIMED_OUT = "TIMED OUT"
     FILTERED = "filtered out"
@@ -169,7 +172,7 @@ def run_step(
         settings.live.add(process)
         try:
             returncode = process.wait(timeout=step.max_time_minutes * 60)
-            status = Status.PASSED if returncode == 0 else Status.FAILED
+            status = Status.FAILED if returncode else _passed_or_skipped(log)
         except subprocess.TimeoutExpired:
             _terminate(process)
             status = Status.TIMED_OUT
@@ -177,6 +180,12 @@ def run_step(
             settings.live.discard(process)
     collect_artifacts(step, settings.workdir, settings.artifacts)
     return StepResult(step, status, time.monotonic() - started, log)
+
+
+def _passed_or_skipped(log: Path) -> Status:
+    text = log.read_text(encoding="utf-8", errors="replace")
+    skipped = any(line.startswith(f"{SKIP_PREFIX}:") for line in text.splitlines())
+    return Status.SKIPPED if skipped else Status.PASSED
 
 
 class _Reporter:
@@ -193,6 +202,10 @@ class _Reporter:
 
     def finished(self, result: StepResult) -> None:
         self.say(f"{result.status:<8} {result.step.name} ({format_seconds(result.seconds)})")
+        if result.status is Status.SKIPPED and result.log is not None:
+            for line in result.log.read_text(encoding="utf-8", errors="replace").splitlines():
+                if line.startswith(f"{SKIP_PREFIX}:"):
+                    self.say(f"         {line}")
         if result.status.failed and result.log is not None:
             tail = result.log.read_text(encoding="utf-8", errors="replace").splitlines()
             shown = "\n".join(f"    | {line}" for line in tail[-_LOG_TAIL_LINES:])

@@ -29,14 +29,13 @@ def skip_message(purpose: str, missing: Sequence[str], environment: Mapping[str,
     """What the step log shows instead of an obscure failure."""
     deployment = environment.get("BITBUCKET_DEPLOYMENT_ENVIRONMENT", "")
     where = (
-        f"the '{deployment}' deployment environment's variables"
+        f"the '{deployment}' deployment environment (Repository settings -> Deployments)"
         if deployment
-        else "the repository variables"
+        else "the repository variables (Repository settings -> Repository variables)"
     )
     return (
         f"{SKIP_PREFIX}: {purpose}: no credentials ({', '.join(missing)} not set). "
-        f"Set them as secured variables in {where} "
-        "(Repository settings -> Pipelines) to run this step for real."
+        f"Set them as secured variables in {where} to run this step for real."
     )
 
 

@@ -9,6 +9,7 @@ shell, so no make target or network is involved.
 from __future__ import annotations
 
 import io
+import os
 import signal
 import subprocess
 import sys
@@ -232,3 +233,18 @@ def test_stopping_the_runner_stops_the_steps_it_started(source: Path, tmp_path: 
     runner.communicate(timeout=120)
     assert runner.returncode != 0
     assert is_gone(int(pid_file.read_text()))
+
+
+def test_a_step_the_secrets_gate_skipped_is_reported_as_skipped(tmp_path: Path) -> None:
+    repo_root = str(Path(__file__).resolve().parents[3])
+    settings = RunSettings(
+        workdir=tmp_path,
+        logs=tmp_path / "logs",
+        artifacts=tmp_path / "artifacts",
+        environment={"PATH": os.environ["PATH"], "PYTHONPATH": repo_root},
+    )
+    gate = f"{sys.executable} -m tools.ci.secrets --purpose deploy --require NO_SUCH_VARIABLE"
+    gated = Step(name="deploy", script=(f"{gate} -- false",))
+    assert run_step(settings, 1, gated, 0, 1).status is Status.SKIPPED
+    plain = Step(name="build", script=("echo built",))
+    assert run_step(settings, 2, plain, 0, 1).status is Status.PASSED
