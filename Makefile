@@ -14,10 +14,19 @@ help: ## list the targets
 
 install: $(INSTALLED) ## create .venv with the pinned packages and the binaries the mesh needs
 
+# $(call build-once,<lock file>) starts a recipe that builds $@ from $^ while holding the lock.
+# Targets started together in one checkout (`make lint & make test-unit`, the CI's parallel
+# steps on one host) all find $@ out of date: one builds it, the others wait for the lock and
+# then find $@ newer than its inputs, and build nothing.
+build-once = mkdir -p $(dir $(1)); exec {lock}>$(1); flock "$$lock"; \
+  if [ -f $@ ] && [ -z "$$(find $^ -newer $@)" ]; then echo "$@: built by a concurrent make"; exit 0; fi
+
+# The lock is not passed on to the PostgreSQL install (a server it starts must not hold it).
 $(INSTALLED): pyproject.toml constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
-	$(BIN)/python -m devmesh install
+	$(call build-once,.cache/install.lock); \
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); \
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'; \
+	$(BIN)/python -m devmesh install {lock}>&-; \
 	touch $@
 
 .PHONY: constraints

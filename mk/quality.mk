@@ -29,13 +29,22 @@ buf-lint: $(INSTALLED)
 	$(BIN)/buf lint
 	@echo "buf lint: clean"
 
-# Against the previous commit; when protos/ has uncommitted edits, against HEAD instead,
-# so a developer sees a breaking change before committing it.
+# BUF_AGAINST=<branch or commit>: against that ref (CI: a pull request's target branch; a
+# branch missing locally is fetched from origin). Without it: against the previous commit, or
+# against HEAD when protos/ has uncommitted edits, so a developer sees a breaking change
+# before committing it.
+BUF_AGAINST ?=
+
 buf-breaking: $(INSTALLED)
-	@if git diff --quiet HEAD -- protos 2>/dev/null; then base=HEAD~1; else base=HEAD; fi; \
+	@if [ -n "$(BUF_AGAINST)" ]; then \
+	  base=$$(git rev-parse -q --verify "$(BUF_AGAINST)^{commit}" || \
+	    git rev-parse -q --verify "origin/$(BUF_AGAINST)^{commit}" || \
+	    { git fetch -q origin "$(BUF_AGAINST)" && git rev-parse FETCH_HEAD; }) || \
+	    { echo "buf breaking: BUF_AGAINST=$(BUF_AGAINST) is no commit or branch here or on origin" >&2; exit 1; }; \
+	elif git diff --quiet HEAD -- protos 2>/dev/null; then base=HEAD~1; else base=HEAD; fi; \
 	if git rev-parse -q --verify "$$base^{commit}" >/dev/null && git cat-file -e "$$base:buf.yaml" 2>/dev/null; then \
 	  $(BIN)/buf breaking --against ".git#ref=$$(git rev-parse $$base)" && \
-	  echo "buf breaking: no breaking change against $$(git rev-parse --short $$base)"; \
+	  echo "buf breaking: no breaking change against $(or $(BUF_AGAINST),$$(git rev-parse --short $$base)) ($$(git rev-parse --short $$base))"; \
 	else \
 	  echo "buf breaking: no earlier commit with buf.yaml to compare against"; \
 	fi

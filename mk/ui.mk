@@ -9,9 +9,11 @@ CHROMIUM := /usr/bin/chromium
 
 ui-deps: $(UI_NODE_MODULES) ## npm ci for ui/ (exact versions from ui/package-lock.json)
 
+# npm ci deletes node_modules first, so two at once break each other (see build-once).
 $(UI_NODE_MODULES): ui/package-lock.json
-	cd ui && npm ci --no-audit --no-fund
-	touch $@
+	$(call build-once,.cache/ui-deps.lock); \
+	cd ui && npm ci --no-audit --no-fund; \
+	touch $(CURDIR)/$@
 
 ui: $(UI_DIST) ## type-check and build the UI into ui/dist (what `make up` serves)
 
