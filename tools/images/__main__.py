@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from collections.abc import Sequence
 
 from tools.images.base import base_images, ensure_base_image
 from tools.images.build import build_all
-from tools.images.podman import CONFIG_VARIABLES
+from tools.images.podman import config_variables
 from tools.images.timing import timed
 
 
@@ -30,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with timed("service and UI images"):
             build_all()
     else:
-        for name, path in CONFIG_VARIABLES.items():
+        for name, path in config_variables(os.environ).items():
             print(f"export {name}={shlex.quote(str(path))}")
     return 0
 

@@ -1,8 +1,9 @@
 """Podman as this project runs it: our config files (tools/images/podman/), never /etc.
 
 CONTAINERS_CONF and CONTAINERS_STORAGE_CONF point podman at files in the repository, so
-the machine's settings (runc, vfs storage, host network, lowered ulimits) need no hand
-edits and no other podman user on the machine is affected.
+the machine's settings (runc, storage driver and root, host network, lowered ulimits) need
+no hand edits and no other podman user on the machine is affected.
+`IMAGES_STORAGE_DRIVER=vfs` selects the vfs store where the kernel refuses overlay.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 CONFIG_DIR = Path(__file__).resolve().parent / "podman"
-CONFIG_VARIABLES = {
-    "CONTAINERS_CONF": CONFIG_DIR / "containers.conf",
-    "CONTAINERS_STORAGE_CONF": CONFIG_DIR / "storage.conf",
+DEFAULT_STORAGE_DRIVER = "overlay"
+STORAGE_CONFIGS = {
+    DEFAULT_STORAGE_DRIVER: CONFIG_DIR / "storage.conf",
+    "vfs": CONFIG_DIR / "storage-vfs.conf",
 }
 
 
@@ -24,10 +26,21 @@ class PodmanMissingError(RuntimeError):
     """podman is not installed; `make images-deps` installs it."""
 
 
+def config_variables(environ: Mapping[str, str]) -> dict[str, Path]:
+    """CONTAINERS_CONF and CONTAINERS_STORAGE_CONF for the driver `environ` asks for."""
+    driver = environ.get("IMAGES_STORAGE_DRIVER", "").strip() or DEFAULT_STORAGE_DRIVER
+    if driver not in STORAGE_CONFIGS:
+        raise ValueError(f"IMAGES_STORAGE_DRIVER={driver!r}: choose from {sorted(STORAGE_CONFIGS)}")
+    return {
+        "CONTAINERS_CONF": CONFIG_DIR / "containers.conf",
+        "CONTAINERS_STORAGE_CONF": STORAGE_CONFIGS[driver],
+    }
+
+
 def podman_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment podman runs with: `base` (default: ours) plus our config files."""
     environment = dict(os.environ if base is None else base)
-    environment.update({name: str(path) for name, path in CONFIG_VARIABLES.items()})
+    environment.update({name: str(path) for name, path in config_variables(environment).items()})
     return environment
 
 
