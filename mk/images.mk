@@ -4,10 +4,11 @@
 .PHONY: images-deps base-images images test-images
 
 IMAGES_TOOL := $(BIN)/python -m tools.images
-# podman and its OCI runtime (crun fails on this kernel's cgroups), and the rootfs builder.
-IMAGES_APT_PACKAGES := podman runc mmdebstrap
+# podman, its OCI runtime (crun fails on this kernel's cgroups), the init of `kube play`'s pause
+# image (podman builds it locally from catatonit), and the rootfs builder.
+IMAGES_APT_PACKAGES := podman runc mmdebstrap catatonit
 
-images-deps: ## podman, runc and mmdebstrap from Debian (installs them as root when missing)
+images-deps: ## podman, runc, catatonit and mmdebstrap from Debian (installs them as root when missing)
 	@if [ "$$(id -u)" != 0 ]; then \
 	  echo "images: podman runs rootful here (vfs storage, host network): run make as root" >&2; exit 1; \
 	fi

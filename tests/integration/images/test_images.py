@@ -12,20 +12,24 @@ from __future__ import annotations
 import http.client
 import json
 import time
+import uuid
 from pathlib import Path
 
 import grpc
 import pytest
+import yaml
 
 from devmesh.ports import free_port
 from tests.integration.images.containers import (
     SERVING,
+    Container,
     ContainerisedMesh,
     Containers,
     health_status,
     run_probe,
 )
 from tools.images.names import REPO_ROOT, SERVICE_UID, SERVICES, UI_IMAGE_NAME
+from tools.images.podman import podman
 from weather.v1 import (
     dispatcher_pb2,
     dispatcher_pb2_grpc,
@@ -136,6 +140,57 @@ def test_ui_container_serves_the_built_page_with_security_headers(
     assert headers["x-content-type-options"] == "nosniff"
     assert _get(port, "/assets/")[0] == 404, "no directory listings"
     assert ui.stop() == 0, f"the UI server must leave cleanly on SIGTERM:\n{ui.logs()}"
+
+
+def _ui_deployment(name: str, image_ref: str, port: int) -> dict[str, object]:
+    """A Deployment with the pod security the cluster sets (cdktf renders the real one)."""
+    labels = {"app.kubernetes.io/name": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": SERVICE_UID},
+                    "containers": [
+                        {
+                            "name": "ui",
+                            "image": image_ref,
+                            "env": [{"name": "UI_PORT", "value": str(port)}],
+                            "securityContext": {
+                                "readOnlyRootFilesystem": True,
+                                "allowPrivilegeEscalation": False,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def test_ui_deployment_runs_under_podman_kube_play(
+    built_images: dict[str, str], tmp_path: Path
+) -> None:
+    port = free_port()
+    name = f"weather-mesh-test-{uuid.uuid4().hex[:12]}"
+    manifest = tmp_path / "ui-deployment.yaml"
+    manifest.write_text(yaml.safe_dump(_ui_deployment(name, built_images[UI_IMAGE_NAME], port)))
+    try:
+        podman(["kube", "play", "--network=host", str(manifest)], capture=True)
+        ui = Container(f"{name}-pod-0-ui", built_images[UI_IMAGE_NAME])
+        ui.wait_until(lambda: _answers(port), "answering HTTP", timeout=60)
+        status, headers, _ = _get(port, "/")
+        assert status == 200
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+        assert ui.state("{{.Config.User}} {{.HostConfig.ReadonlyRootfs}}") == f"{SERVICE_UID} true"
+    finally:
+        podman(["kube", "down", str(manifest)], capture=True, check=False)
 
 
 @pytest.mark.parametrize("image", [*SERVICES, UI_IMAGE_NAME])
