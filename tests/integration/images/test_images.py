@@ -9,9 +9,10 @@ classifier, no training code, no shell.
 
 from __future__ import annotations
 
-import http.client
 import json
 import time
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -106,13 +107,13 @@ def test_photo_is_classified_and_reported_by_the_containers(
 
 
 def _get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    """Status, lower-cased headers and body of a GET on 127.0.0.1 (errors are answers too)."""
+    url = f"http://127.0.0.1:{port}{path}"
     try:
-        connection.request("GET", path)
-        reply = connection.getresponse()
-        return reply.status, {k.lower(): v for k, v in reply.getheaders()}, reply.read()
-    finally:
-        connection.close()
+        with urllib.request.urlopen(url, timeout=5) as reply:  # nosec B310 - http on loopback
+            return reply.status, {k.lower(): v for k, v in reply.headers.items()}, reply.read()
+    except urllib.error.HTTPError as refused:
+        return refused.code, {k.lower(): v for k, v in refused.headers.items()}, refused.read()
 
 
 def _answers(port: int) -> bool:
