@@ -25,30 +25,47 @@ from tools.images.podman import image_size_bytes, podman
 from tools.images.timing import timed
 
 
-def build_command(dockerfile: Path, target_ref: str, build_args: dict[str, str]) -> list[str]:
+VERSION_LABEL = "org.opencontainers.image.version"
+REVISION_LABEL = "org.opencontainers.image.revision"
+
+
+def build_command(
+    dockerfile: Path, target_ref: str, build_args: dict[str, str], labels: dict[str, str]
+) -> list[str]:
     command = ["build", "--pull=never", "--network=host", "--layers", "-f", str(dockerfile)]
     for name, value in build_args.items():
         command += ["--build-arg", f"{name}={value}"]
+    for name, value in labels.items():
+        command += ["--label", f"{name}={value}"]
     return [*command, "-t", target_ref, str(REPO_ROOT)]
 
 
-def common_build_args(tag: str) -> dict[str, str]:
+def version_labels(tag: str, revision: str) -> dict[str, str]:
+    """The labels the Dockerfiles set from VERSION and VCS_REF, given again on the command line:
+    podman 4.3 (buildah 1.28) reuses a cached `LABEL …=${VCS_REF}` layer when only the build
+    argument changed, so a warm build would carry the previous commit's labels."""
+    return {VERSION_LABEL: tag, REVISION_LABEL: revision}
+
+
+def common_build_args(tag: str, revision: str) -> dict[str, str]:
     return {
         "BUILDER_IMAGE": BUILDER_IMAGE,
         "BASE_IMAGE": RUNTIME_IMAGE,
         "VERSION": tag,
-        "VCS_REF": vcs_ref(),
+        "VCS_REF": revision,
     }
 
 
 def build_all() -> None:
     """Every image of the mesh under the current tag; prints each one's time and size."""
-    tag = image_tag()
+    tag, revision = image_tag(), vcs_ref()
     builds = [
         (SERVICE_DOCKERFILE, image_ref(service, tag), {"SERVICE": service}) for service in SERVICES
     ]
     builds.append((UI_DOCKERFILE, image_ref(UI_IMAGE_NAME, tag), {}))
     for dockerfile, target_ref, own_args in builds:
         with timed(f"build {target_ref}"):
-            podman(build_command(dockerfile, target_ref, {**own_args, **common_build_args(tag)}))
+            build_args = {**own_args, **common_build_args(tag, revision)}
+            labels = version_labels(tag, revision)
+            podman(build_command(dockerfile, target_ref, build_args, labels))
         print(f"images: {target_ref}: {image_size_bytes(target_ref) / 1e6:.0f} MB", flush=True)

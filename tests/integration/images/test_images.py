@@ -29,8 +29,16 @@ from tests.integration.images.containers import (
     health_status,
     run_probe,
 )
-from tools.images.names import REPO_ROOT, SERVICE_UID, SERVICES, UI_IMAGE_NAME
-from tools.images.podman import podman
+from tools.images.build import REVISION_LABEL, VERSION_LABEL
+from tools.images.names import (
+    REPO_ROOT,
+    SERVICE_UID,
+    SERVICES,
+    UI_IMAGE_NAME,
+    image_tag,
+    vcs_ref,
+)
+from tools.images.podman import image_label, podman
 from weather.v1 import (
     dispatcher_pb2,
     dispatcher_pb2_grpc,
@@ -210,6 +218,14 @@ def test_image_runs_as_non_root_with_only_what_it_needs(
         "training": False,
         "services.classifier.training": False,
     }
+
+
+@pytest.mark.parametrize("image", [*SERVICES, UI_IMAGE_NAME])
+def test_image_is_labelled_with_the_commit_it_was_built_from(
+    built_images: dict[str, str], image: str
+) -> None:
+    assert image_label(built_images[image], VERSION_LABEL) == image_tag()
+    assert image_label(built_images[image], REVISION_LABEL) == vcs_ref()
 
 
 def test_service_containers_stop_cleanly_on_sigterm(mesh: ContainerisedMesh) -> None:
