@@ -24,7 +24,6 @@ from tools.images.names import (
 from tools.images.podman import image_size_bytes, podman
 from tools.images.timing import timed
 
-
 VERSION_LABEL = "org.opencontainers.image.version"
 REVISION_LABEL = "org.opencontainers.image.revision"
 
