@@ -7,6 +7,7 @@ are passed explicitly: the same Dockerfile gets the registry digests in the pipe
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from tools.images.names import (
@@ -28,22 +29,33 @@ VERSION_LABEL = "org.opencontainers.image.version"
 REVISION_LABEL = "org.opencontainers.image.revision"
 
 
-def build_command(
-    dockerfile: Path, target_ref: str, build_args: dict[str, str], labels: dict[str, str]
-) -> list[str]:
+def build_command(dockerfile: Path, target_ref: str, build_args: dict[str, str]) -> list[str]:
     command = ["build", "--pull=never", "--network=host", "--layers", "-f", str(dockerfile)]
     for name, value in build_args.items():
         command += ["--build-arg", f"{name}={value}"]
-    for name, value in labels.items():
-        command += ["--label", f"{name}={value}"]
     return [*command, "-t", target_ref, str(REPO_ROOT)]
 
 
-def version_labels(tag: str, revision: str) -> dict[str, str]:
-    """The labels the Dockerfiles set from VERSION and VCS_REF, given again on the command line:
-    podman 4.3 (buildah 1.28) reuses a cached `LABEL …=${VCS_REF}` layer when only the build
-    argument changed, so a warm build would carry the previous commit's labels."""
-    return {VERSION_LABEL: tag, REVISION_LABEL: revision}
+def stamp(built_ref: str, target_ref: str, labels: dict[str, str]) -> None:
+    """Tag `built_ref` as `target_ref` with `labels` set, in a one-line build (no layer).
+
+    Why: podman 4.3 (buildah 1.28) reuses a cached `LABEL …=${VCS_REF}` layer when only the
+    build argument changed, so a warm build would carry the previous commit's labels; and
+    `--label` on the real build enters every step's cache key, so the dependency layer would be
+    rebuilt for every commit. Stamping afterwards keeps both the cache and the labels right."""
+    with tempfile.TemporaryDirectory(prefix="weather-mesh-stamp-") as context:
+        containerfile = Path(context) / "Containerfile"
+        containerfile.write_text(f"FROM {built_ref}\n", encoding="utf-8")
+        command = ["build", "--pull=never", "--quiet", "-f", str(containerfile)]
+        for name, value in labels.items():
+            command += ["--label", f"{name}={value}"]
+        podman([*command, "-t", target_ref, context], capture=True)
+
+
+def unstamped_ref(target_ref: str) -> str:
+    """Where the build itself is tagged (and kept, as the next build's cache), before stamping."""
+    name = target_ref.rsplit(":", 1)[0]
+    return f"{name}:unstamped"
 
 
 def common_build_args(tag: str, revision: str) -> dict[str, str]:
@@ -64,7 +76,11 @@ def build_all() -> None:
     builds.append((UI_DOCKERFILE, image_ref(UI_IMAGE_NAME, tag), {}))
     for dockerfile, target_ref, own_args in builds:
         with timed(f"build {target_ref}"):
-            build_args = {**own_args, **common_build_args(tag, revision)}
-            labels = version_labels(tag, revision)
-            podman(build_command(dockerfile, target_ref, build_args, labels))
+            built_ref = unstamped_ref(target_ref)
+            podman(
+                build_command(
+                    dockerfile, built_ref, {**own_args, **common_build_args(tag, revision)}
+                )
+            )
+            stamp(built_ref, target_ref, {VERSION_LABEL: tag, REVISION_LABEL: revision})
         print(f"images: {target_ref}: {image_size_bytes(target_ref) / 1e6:.0f} MB", flush=True)
