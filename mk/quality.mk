@@ -3,7 +3,7 @@
 
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 
-test: lint lint-imports requirements-check typecheck sast proto-check lint-docker ui-typecheck ui-gen-check test-unit test-integration test-e2e ## everything CI runs: lint, types, SAST, contract checks, unit, integration and browser tests
+test: lint lint-imports requirements-check typecheck sast proto-check lint-docker ui-typecheck ui-gen-check test-unit test-integration test-images test-e2e ## everything CI runs: lint, layers, pins, types, SAST, contract checks, unit, integration, container and browser tests
 
 lint: $(INSTALLED) ## ruff lint and format check
 	$(BIN)/ruff check .
@@ -53,7 +53,7 @@ test-unit: $(INSTALLED) ## pure-logic tests, no network
 	$(PYTEST) tests/unit
 
 test-integration: $(INSTALLED) ## tests against real nats-server, PostgreSQL, Envoy and TensorFlow
-	$(PYTEST) tests/integration
+	$(PYTEST) tests/integration --ignore=tests/integration/images
 
 settings-doc: $(INSTALLED) ## print the README's settings table from the settings classes
 	$(BIN)/python -m tools.settings_doc
