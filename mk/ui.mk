@@ -17,7 +17,9 @@ $(UI_NODE_MODULES): ui/package-lock.json
 
 ui: $(UI_DIST) ## type-check and build the UI into ui/dist (what `make up` serves)
 
+# vite empties ui/dist first, so two builds at once (images and test-e2e in parallel) collide.
 $(UI_DIST): $(UI_NODE_MODULES) $(UI_SOURCES)
+	$(call build-once,.cache/ui-build.lock); \
 	cd ui && npm run --silent build
 
 ui-typecheck: $(UI_NODE_MODULES) ## tsc --noEmit over the UI (strict)
