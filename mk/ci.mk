@@ -7,7 +7,7 @@
 # reads it; `TEST_RESULTS=` (empty) turns it off.
 TEST_RESULTS ?= test-results
 ifneq ($(strip $(TEST_RESULTS)),)
-test-unit test-integration test-e2e: export PYTEST_ADDOPTS += --junitxml=$(abspath $(TEST_RESULTS))/$@.xml
+test-unit test-integration test-images test-e2e: export PYTEST_ADDOPTS += --junitxml=$(abspath $(TEST_RESULTS))/$@.xml
 endif
 
 # --- Dependency audit -----------------------------------------------------------------------
