@@ -24,12 +24,11 @@ from typing import Any, Final, TypeAlias
 
 import grpc
 
-from meshkit.rpc_metrics import Continuation, Handler
+from meshkit.handler_wrapping import Behaviour, Handler, WrappingInterceptor, rewrapped
 
 logger = logging.getLogger(__name__)
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
-Behaviour: TypeAlias = "Callable[..., Any]"
 
 CORRELATION_ID_FIELD: Final = "correlation_id"
 """The JSON log field that carries the id an INTERNAL answer quotes."""
@@ -82,30 +81,17 @@ async def _abort_internal(method: str, error: Exception, context: Context) -> No
     await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE.format(reference=reference))
 
 
-class SafeEdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+class SafeEdgeInterceptor(WrappingInterceptor):
     """Undecodable requests become INVALID_ARGUMENT, unmapped exceptions INTERNAL."""
 
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> Handler:
-        handler: Handler | None = await continuation(handler_call_details)
-        if handler is None:  # unknown method: grpc answers UNIMPLEMENTED itself
-            return handler  # type: ignore[return-value]
-        method = handler_call_details.method
+    def wrap(self, handler: Handler, method: str) -> Handler:
         refusal = invalid_request_message(handler.request_deserializer)
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                self._guarded_unary(method, refusal, handler.unary_unary),
-                request_deserializer=_lenient(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                self._guarded_stream(method, refusal, handler.unary_stream),
-                request_deserializer=_lenient(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+        return rewrapped(
+            handler,
+            lambda behaviour: self._guarded_unary(method, refusal, behaviour),
+            lambda behaviour: self._guarded_stream(method, refusal, behaviour),
+            _lenient(handler.request_deserializer),
+        )
 
     @staticmethod
     def _guarded_unary(method: str, refusal: str, behaviour: Behaviour) -> Behaviour:
