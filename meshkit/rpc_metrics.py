@@ -10,17 +10,16 @@ import asyncio
 import contextlib
 import inspect
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, TypeAlias
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import grpc
 from prometheus_client import CollectorRegistry, Histogram
 
+from meshkit.handler_wrapping import Handler, WrappingInterceptor, rewrapped
+
 CANCELLED_ERRORS = (asyncio.CancelledError, GeneratorExit)
 RPC_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-
-Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
-Continuation: TypeAlias = "Callable[[grpc.HandlerCallDetails], Awaitable[Handler]]"
 
 
 def _code_name(context: grpc.aio.ServicerContext[Any, Any], default: str) -> str:
@@ -30,7 +29,7 @@ def _code_name(context: grpc.aio.ServicerContext[Any, Any], default: str) -> str
     return default
 
 
-class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+class RpcMetricsInterceptor(WrappingInterceptor):
     def __init__(self, registry: CollectorRegistry) -> None:
         self.latency = Histogram(
             "weather_rpc_duration_seconds",
@@ -40,26 +39,12 @@ class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-ar
             registry=registry,
         )
 
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> Handler:
-        handler: Handler | None = await continuation(handler_call_details)
-        if handler is None:  # unknown method: grpc answers UNIMPLEMENTED itself
-            return handler  # type: ignore[return-value]
-        method = handler_call_details.method
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                self._timed_unary(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                self._timed_stream(method, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+    def wrap(self, handler: Handler, method: str) -> Handler:
+        return rewrapped(
+            handler,
+            lambda behaviour: self._timed_unary(method, behaviour),
+            lambda behaviour: self._timed_stream(method, behaviour),
+        )
 
     def _timed_unary(self, method: str, behaviour: Any) -> Any:
         async def timed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:

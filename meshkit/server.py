@@ -3,7 +3,8 @@
 A service describes itself with a `ServiceDefinition` (its gRPC services, dependencies and
 workers); `serve` does the rest the same way for all three: JSON logging, tracing,
 health (NOT_SERVING until every dependency is connected, NOT_SERVING while draining),
-reflection, Prometheus metrics, and graceful shutdown on SIGTERM/SIGINT:
+reflection, Prometheus metrics, a safe error edge (`meshkit.safe_edge`), and graceful
+shutdown on SIGTERM/SIGINT:
 
 1. health goes NOT_SERVING (load balancers stop sending);
 2. workers stop taking new work and finish what they hold;
@@ -32,6 +33,7 @@ from meshkit.health import Readiness
 from meshkit.logging import configure_logging
 from meshkit.metrics import MetricsEndpoint, ServiceMetrics
 from meshkit.rpc_metrics import RpcMetricsInterceptor
+from meshkit.safe_edge import SafeEdgeInterceptor
 from meshkit.settings import ServiceSettings
 from meshkit.telemetry import setup_tracing
 
@@ -70,7 +72,8 @@ class _RunningService:
             self.health, spec.grpc_services, [dep.name for dep in spec.dependencies]
         )
         self.server = grpc.aio.server(
-            interceptors=[RpcMetricsInterceptor(spec.metrics.registry)],
+            # Metrics outermost, so they count the status the safe edge settles on.
+            interceptors=[RpcMetricsInterceptor(spec.metrics.registry), SafeEdgeInterceptor()],
             options=[
                 # Without this, a second server on a taken port binds silently and
                 # steals half the traffic instead of failing.

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from meshkit.errors import IMAGE_STATUSES, StatusFor, status_on_error
+from meshkit.request_fields import InvalidFieldError
 from services.dispatcher.jobs import (
     BrokerUnavailableError,
     IdempotencyConflictError,
@@ -19,6 +20,7 @@ from weather.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 Context = grpc.aio.ServicerContext[object, object]
 
 STATUSES = (
+    StatusFor(InvalidFieldError, grpc.StatusCode.INVALID_ARGUMENT),
     StatusFor(UploadTooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     *IMAGE_STATUSES,
     StatusFor(IdempotencyConflictError, grpc.StatusCode.FAILED_PRECONDITION),

@@ -47,13 +47,16 @@ from meshkit.job_events import (
 from meshkit.job_messages import job_from_event
 from meshkit.job_states import TERMINAL_KINDS, is_terminal_state
 from meshkit.nats import NatsNotConnectedError
+from meshkit.request_fields import checked_key, display_text
 from meshkit.tracing import IMAGE_SHA256, JOB_ID
 from services.dispatcher.uploads import check_upload
 from weather.v1 import events_pb2, job_pb2
 
 logger = logging.getLogger(__name__)
 
-MAX_FILENAME_CHARS = 255
+MAX_FILENAME_BYTES = 255
+"""A file name is for display only, but it rides on every event of the job."""
+MAX_IDEMPOTENCY_KEY_BYTES = 256
 
 
 class JobNotFoundError(LookupError):
@@ -70,13 +73,13 @@ class BrokerUnavailableError(RuntimeError):
 
 @contextmanager
 def broker_errors(action: str) -> Iterator[None]:
-    """Turn the NATS client's many failure types into one domain error."""
+    """Turn the NATS client's many failure types into one domain error. The client is told
+    the broker is unavailable; which client error it was goes to the log only."""
     try:
         yield
     except (nats.errors.Error, NatsNotConnectedError, TimeoutError) as error:
-        raise BrokerUnavailableError(
-            f"the job broker is unavailable ({action}: {type(error).__name__}); retry shortly"
-        ) from error
+        logger.warning("job broker unavailable during %s: %s", action, type(error).__name__)
+        raise BrokerUnavailableError("the job broker is unavailable; retry shortly") from error
 
 
 @dataclass(frozen=True)
@@ -145,11 +148,12 @@ class JobBook:
 
     async def submit(self, image: bytes, filename: str, idempotency_key: str) -> job_pb2.Job:
         """Validate, store once, and queue the photo (or answer from the result cache)."""
+        filename = display_text(filename, "filename", MAX_FILENAME_BYTES)
+        checked_key(idempotency_key, "idempotency_key", MAX_IDEMPOTENCY_KEY_BYTES)
         image_sha256 = await asyncio.to_thread(
             check_upload, image, self._limits.max_upload_bytes, self._limits.max_image_pixels
         )
         job_id, submitted_at = self._new_job_id(), datetime.now(UTC)
-        filename = filename[:MAX_FILENAME_CHARS]  # display only; it rides on every event
         with broker_errors("submit"):
             js = self._jetstream()
             if idempotency_key:
@@ -157,8 +161,8 @@ class JobBook:
                 claimed = await self._claim(js, idempotency_key, record)
                 if claimed.image_sha256 != image_sha256:
                     raise IdempotencyConflictError(
-                        f"idempotency key {idempotency_key!r} was already used for a different "
-                        f"image (job {claimed.job_id}); use a new key for a new photo"
+                        "the idempotency key was already used for a different image "
+                        f"(job {claimed.job_id}); use a new key for a new photo"
                     )
                 existing = await last_job_event(js, claimed.job_id)
                 if existing is not None:
@@ -298,6 +302,5 @@ async def _next_message(next_msg: Callable[..., Awaitable[Msg]]) -> Msg:
 
 def _check_job_id(job_id: str) -> None:
     if not is_job_id(job_id):
-        raise JobNotFoundError(
-            f"no job with id {job_id!r} (job ids are 32 lowercase hexadecimal digits)"
-        )
+        # The id is not echoed: it is whatever the caller sent, of any length.
+        raise JobNotFoundError("no job with that id (job ids are 32 lowercase hexadecimal digits)")

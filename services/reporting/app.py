@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 
 from prometheus_client import Counter
@@ -18,6 +19,8 @@ from services.reporting.migrator import migrate, packaged_migrations
 from services.reporting.settings import ReportingSettings
 from services.reporting.store import JobStore
 from weather.v1 import reporting_pb2, reporting_pb2_grpc
+
+logger = logging.getLogger(__name__)
 
 SERVICE_NAME = reporting_pb2.DESCRIPTOR.services_by_name["ReportingService"].full_name
 
@@ -54,7 +57,12 @@ def build(settings: ReportingSettings) -> ServiceDefinition:
         on_outcome=lambda outcome, count: events.labels(outcome).inc(count),
     )
     queue_lag = QueueLagProbe(metrics.registry, event_setup, JOBS_STREAM, [settings.consumer_name])
-    servicer = ReportingService(store)
+    if settings.page_token_secret is None:
+        logger.warning(
+            "REPORTING_PAGE_TOKEN_SECRET is unset: page tokens use the public local-development "
+            "key; set a secret of 32+ characters (the same on every replica) outside development"
+        )
+    servicer = ReportingService(store, settings.page_token_key())
 
     return ServiceDefinition(
         name="reporting",

@@ -35,8 +35,9 @@ STATUSES = (
 
 
 class ReportingService(reporting_pb2_grpc.ReportingServiceServicer):
-    def __init__(self, store: JobStore) -> None:
+    def __init__(self, store: JobStore, page_token_key: bytes) -> None:
         self._store = store
+        self._page_token_key = page_token_key
 
     async def GetStats(
         self, request: reporting_pb2.GetStatsRequest, context: Context
@@ -67,13 +68,13 @@ class ReportingService(reporting_pb2_grpc.ReportingServiceServicer):
         self, request: reporting_pb2.ListJobsRequest, context: Context
     ) -> reporting_pb2.ListJobsResponse:
         async with status_on_error(context, STATUSES):
-            page = jobs_page(request)
+            page = jobs_page(request, self._page_token_key)
             rows = await self._store.list_jobs(page)
         response = reporting_pb2.ListJobsResponse(jobs=[job_of(row) for row in rows[: page.size]])
         if len(rows) > page.size:
             last = rows[page.size - 1]
             response.next_page_token = encode_page_token(
-                Cursor(last.submitted_at, last.id), page.filter
+                Cursor(last.submitted_at, last.id), page.filter, self._page_token_key
             )
         return response
 

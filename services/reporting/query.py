@@ -8,6 +8,11 @@ Page tokens hold where the previous page ended in the listing's order
 arrive: a new job sorts before the cursor, so it can neither push a listed job onto the next
 page (repeat) nor pull an unlisted one back (skip), as OFFSET paging would. A token also
 carries a digest of the filters it was made for; using it with other filters is refused.
+
+Tokens are authenticated: an HMAC-SHA256 tag (cut to 16 bytes) under the reporting
+service's page-token key follows the payload, so a client can only hand back a token the
+service made. A forged, edited or foreign token gets one answer, whatever was wrong with it
+("the page token is not valid for this query"): the refusal teaches a forger nothing.
 """
 
 from __future__ import annotations
@@ -15,22 +20,48 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from google.protobuf.message import DecodeError
+from google.protobuf.timestamp_pb2 import Timestamp
 
+from meshkit.broker_layout import is_job_id
 from meshkit.job_states import KIND_OF_JOB_STATE
+from meshkit.request_fields import InvalidFieldError, checked_key
 from weather.v1 import job_pb2, reporting_pb2
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
-MAX_LABEL_LENGTH = 256
+MAX_LABEL_BYTES = 256
+MAX_PAGE_TOKEN_CHARS = 512
+"""Real tokens are under 100 characters; anything much longer is not one of ours."""
+PAGE_TOKEN_TAG_BYTES = 16
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# google.protobuf.Timestamp's own valid range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+MIN_TIMESTAMP_SECONDS = -62_135_596_800
+MAX_TIMESTAMP_SECONDS = 253_402_300_799
+MAX_TIMESTAMP_NANOS = 999_999_999
+INVALID_PAGE_TOKEN = "the page token is not valid for this query"
 
 
 class InvalidRequestError(ValueError):
     """The client's request cannot be answered as asked (a client mistake, not ours)."""
+
+
+def _checked_timestamp(timestamp: Timestamp, field: str) -> datetime:
+    """The timestamp as a datetime, or a refusal naming the field and the valid range."""
+    if not (
+        MIN_TIMESTAMP_SECONDS <= timestamp.seconds <= MAX_TIMESTAMP_SECONDS
+        and 0 <= timestamp.nanos <= MAX_TIMESTAMP_NANOS
+    ):
+        raise InvalidRequestError(
+            f"{field} must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z "
+            f"(seconds {MIN_TIMESTAMP_SECONDS}..{MAX_TIMESTAMP_SECONDS}, "
+            f"nanos 0..{MAX_TIMESTAMP_NANOS})"
+        )
+    return timestamp.ToDatetime(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -68,9 +99,9 @@ def window_of(request_window: reporting_pb2.TimeWindow | None) -> Window:
         return Window()
     start = end = None
     if request_window.HasField("start"):
-        start = request_window.start.ToDatetime(tzinfo=UTC)
+        start = _checked_timestamp(request_window.start, "window.start")
     if request_window.HasField("end"):
-        end = request_window.end.ToDatetime(tzinfo=UTC)
+        end = _checked_timestamp(request_window.end, "window.end")
     if start is not None and end is not None and start > end:
         raise InvalidRequestError("window.start must not be after window.end")
     return Window(start, end)
@@ -80,28 +111,31 @@ def stats_window(request: reporting_pb2.GetStatsRequest) -> Window:
     return window_of(request.window if request.HasField("window") else None)
 
 
-def jobs_page(request: reporting_pb2.ListJobsRequest) -> JobsPage:
-    """Validate a ListJobs request: page size, filters, and the page token against them."""
+def jobs_page(request: reporting_pb2.ListJobsRequest, token_key: bytes) -> JobsPage:
+    """Validate a ListJobs request: page size, filters, and the page token against them
+    (authenticated with `token_key`)."""
     if request.page_size < 0 or request.page_size > MAX_PAGE_SIZE:
         raise InvalidRequestError(
             f"page_size must be between 1 and {MAX_PAGE_SIZE} (0 means {DEFAULT_PAGE_SIZE}); "
             f"got {request.page_size}"
         )
-    if len(request.label) > MAX_LABEL_LENGTH:
-        raise InvalidRequestError(f"label is longer than {MAX_LABEL_LENGTH} characters")
-    if "\x00" in request.label:
-        raise InvalidRequestError("label must not contain NUL characters")
+    try:
+        label = checked_key(request.label, "label", MAX_LABEL_BYTES)
+    except InvalidFieldError as error:
+        raise InvalidRequestError(str(error)) from error
     state: str | None = None
     if request.state != job_pb2.JOB_STATE_UNSPECIFIED:
         if request.state not in KIND_OF_JOB_STATE:
             raise InvalidRequestError(f"unknown job state {request.state}")
         state = KIND_OF_JOB_STATE[request.state]
     job_filter = JobFilter(
-        label=request.label or None,
+        label=label or None,
         state=state,
         window=window_of(request.window if request.HasField("window") else None),
     )
-    after = decode_page_token(request.page_token, job_filter) if request.page_token else None
+    after = (
+        decode_page_token(request.page_token, job_filter, token_key) if request.page_token else None
+    )
     return JobsPage(job_filter, request.page_size or DEFAULT_PAGE_SIZE, after)
 
 
@@ -117,34 +151,49 @@ def filter_digest(job_filter: JobFilter) -> bytes:
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).digest()[:8]
 
 
-def encode_page_token(cursor: Cursor, job_filter: JobFilter) -> str:
+def _tag(payload: bytes, token_key: bytes) -> bytes:
+    return hmac.new(token_key, payload, hashlib.sha256).digest()[:PAGE_TOKEN_TAG_BYTES]
+
+
+def encode_page_token(cursor: Cursor, job_filter: JobFilter, token_key: bytes) -> str:
     token = reporting_pb2.ListJobsPageToken(
         last_submitted_at_micros=_micros(cursor.submitted_at),
         last_job_id=cursor.job_id,
         filter_digest=filter_digest(job_filter),
     )
-    return base64.urlsafe_b64encode(token.SerializeToString()).rstrip(b"=").decode("ascii")
+    payload = token.SerializeToString()
+    signed = payload + _tag(payload, token_key)
+    return base64.urlsafe_b64encode(signed).rstrip(b"=").decode("ascii")
 
 
-def decode_page_token(page_token: str, job_filter: JobFilter) -> Cursor:
-    malformed = InvalidRequestError("page_token is malformed; use a next_page_token as given")
+def decode_page_token(page_token: str, job_filter: JobFilter, token_key: bytes) -> Cursor:
+    """The cursor of a token this service made for these filters; anything else is refused
+    with the one fixed message."""
+    invalid = InvalidRequestError(INVALID_PAGE_TOKEN)
+    if len(page_token) > MAX_PAGE_TOKEN_CHARS or not page_token.isascii():
+        raise invalid
     try:
-        raw = base64.urlsafe_b64decode(page_token + "=" * (-len(page_token) % 4))
+        signed = base64.urlsafe_b64decode(page_token + "=" * (-len(page_token) % 4))
     except (binascii.Error, ValueError) as error:
-        raise malformed from error
+        raise invalid from error
+    payload, tag = signed[:-PAGE_TOKEN_TAG_BYTES], signed[-PAGE_TOKEN_TAG_BYTES:]
+    if len(signed) <= PAGE_TOKEN_TAG_BYTES or not hmac.compare_digest(
+        tag, _tag(payload, token_key)
+    ):
+        raise invalid
     token = reporting_pb2.ListJobsPageToken()
     try:
-        token.ParseFromString(raw)
+        token.ParseFromString(payload)
     except DecodeError as error:
-        raise malformed from error
-    if not token.last_job_id or not token.filter_digest:
-        raise malformed
-    if token.filter_digest != filter_digest(job_filter):
-        raise InvalidRequestError("page_token was made for other filters; start again without it")
+        raise invalid from error
+    # Signed by us, so these hold; checked anyway, since a leaked key must not become a
+    # way to push arbitrary text into a query.
+    if not is_job_id(token.last_job_id) or token.filter_digest != filter_digest(job_filter):
+        raise invalid
     try:
         submitted_at = EPOCH + timedelta(microseconds=token.last_submitted_at_micros)
     except OverflowError as error:
-        raise malformed from error
+        raise invalid from error
     return Cursor(submitted_at, token.last_job_id)
 
 

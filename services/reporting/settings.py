@@ -9,6 +9,11 @@ from meshkit.broker_layout import BrokerSettings
 from meshkit.settings import NatsSettings, Port, ServiceSettings
 from weather.v1 import defaults_pb2
 
+LOCAL_DEV_PAGE_TOKEN_SECRET = "weather-mesh-local-development-page-tokens"
+"""Used when `page_token_secret` is unset (with a startup warning): every replica agrees on
+it, so paging works behind a load balancer, but anyone who reads this file can forge tokens.
+Fine for `make up`; a cluster sets REPORTING_PAGE_TOKEN_SECRET from a Secret."""
+
 
 class ReportingSettings(ServiceSettings, NatsSettings, BrokerSettings):
     """Reporting declares the broker too (it may be the first service up on an empty
@@ -31,6 +36,14 @@ class ReportingSettings(ServiceSettings, NatsSettings, BrokerSettings):
     database_url: SecretStr = Field(
         default=SecretStr("postgresql://weather-mesh@127.0.0.1:5433/weather"),
         description="PostgreSQL connection string (libpq URI); kept out of logs.",
+    )
+    page_token_secret: SecretStr | None = Field(
+        default=None,
+        min_length=32,
+        description=(
+            "Key that authenticates ListJobs page tokens (HMAC-SHA256); every replica needs "
+            "the same one. Unset: a fixed local-development key, with a warning at startup."
+        ),
     )
     database_pool_min_size: int = Field(
         default=1, ge=0, description="Connections the pool keeps open."
@@ -86,6 +99,11 @@ class ReportingSettings(ServiceSettings, NatsSettings, BrokerSettings):
             "redelivered, and the pause between write attempts."
         ),
     )
+
+    def page_token_key(self) -> bytes:
+        secret = self.page_token_secret
+        value = secret.get_secret_value() if secret else LOCAL_DEV_PAGE_TOKEN_SECRET
+        return value.encode("utf-8")
 
     @model_validator(mode="after")
     def _batch_fits_ack_pending(self) -> ReportingSettings:

@@ -9,6 +9,7 @@ import pytest
 
 from services.reporting.query import (
     DEFAULT_PAGE_SIZE,
+    INVALID_PAGE_TOKEN,
     Cursor,
     InvalidRequestError,
     JobFilter,
@@ -20,28 +21,29 @@ from services.reporting.query import (
 from weather.v1 import job_pb2, reporting_pb2
 
 MOMENT = datetime(2026, 11, 25, 12, 30, 15, 123456, tzinfo=UTC)
+KEY = b"k" * 32
 
 
 def test_page_size_zero_means_the_default() -> None:
-    assert jobs_page(reporting_pb2.ListJobsRequest()).size == DEFAULT_PAGE_SIZE
+    assert jobs_page(reporting_pb2.ListJobsRequest(), KEY).size == DEFAULT_PAGE_SIZE
 
 
 @pytest.mark.parametrize("size", [1, 100])
 def test_page_size_bounds_are_accepted(size: int) -> None:
-    assert jobs_page(reporting_pb2.ListJobsRequest(page_size=size)).size == size
+    assert jobs_page(reporting_pb2.ListJobsRequest(page_size=size), KEY).size == size
 
 
 @pytest.mark.parametrize("size", [-1, 101, 2**31 - 1])
 def test_page_size_outside_bounds_is_invalid(size: int) -> None:
     with pytest.raises(InvalidRequestError, match="page_size"):
-        jobs_page(reporting_pb2.ListJobsRequest(page_size=size))
+        jobs_page(reporting_pb2.ListJobsRequest(page_size=size), KEY)
 
 
 def test_page_token_round_trips_to_the_microsecond() -> None:
     job_filter = JobFilter(label="rain", state="succeeded")
     cursor = Cursor(MOMENT, "a" * 32)
-    token = encode_page_token(cursor, job_filter)
-    assert decode_page_token(token, job_filter) == cursor
+    token = encode_page_token(cursor, job_filter, KEY)
+    assert decode_page_token(token, job_filter, KEY) == cursor
     assert "=" not in token
 
 
@@ -56,24 +58,26 @@ def test_page_token_round_trips_to_the_microsecond() -> None:
     ],
 )
 def test_malformed_page_token_is_invalid(token: str) -> None:
-    with pytest.raises(InvalidRequestError, match="page_token"):
-        jobs_page(reporting_pb2.ListJobsRequest(page_token=token))
+    with pytest.raises(InvalidRequestError, match=INVALID_PAGE_TOKEN):
+        jobs_page(reporting_pb2.ListJobsRequest(page_token=token), KEY)
 
 
 def test_page_token_is_refused_with_other_filters() -> None:
-    token = encode_page_token(Cursor(MOMENT, "b" * 32), JobFilter(label="rain"))
-    with pytest.raises(InvalidRequestError, match="other filters"):
-        jobs_page(reporting_pb2.ListJobsRequest(page_token=token, label="shine"))
-    page = jobs_page(reporting_pb2.ListJobsRequest(page_token=token, label="rain", page_size=5))
+    token = encode_page_token(Cursor(MOMENT, "b" * 32), JobFilter(label="rain"), KEY)
+    with pytest.raises(InvalidRequestError, match=INVALID_PAGE_TOKEN):
+        jobs_page(reporting_pb2.ListJobsRequest(page_token=token, label="shine"), KEY)
+    page = jobs_page(
+        reporting_pb2.ListJobsRequest(page_token=token, label="rain", page_size=5), KEY
+    )
     assert page.after == Cursor(MOMENT, "b" * 32)
 
 
 def test_state_filter_maps_enum_and_refuses_unknown_values() -> None:
     request = reporting_pb2.ListJobsRequest(state=job_pb2.JOB_STATE_FAILED)
-    assert jobs_page(request).filter.state == "failed"
-    assert jobs_page(reporting_pb2.ListJobsRequest()).filter.state is None
+    assert jobs_page(request, KEY).filter.state == "failed"
+    assert jobs_page(reporting_pb2.ListJobsRequest(), KEY).filter.state is None
     with pytest.raises(InvalidRequestError, match="state"):
-        jobs_page(reporting_pb2.ListJobsRequest(state=42))  # type: ignore[arg-type]
+        jobs_page(reporting_pb2.ListJobsRequest(state=42), KEY)  # type: ignore[arg-type]
 
 
 def test_window_bounds_are_optional_and_ordered() -> None:
@@ -90,4 +94,35 @@ def test_window_bounds_are_optional_and_ordered() -> None:
 @pytest.mark.parametrize("label", ["rain\x00", "x" * 257])
 def test_labels_no_database_can_hold_are_invalid(label: str) -> None:
     with pytest.raises(InvalidRequestError, match="label"):
-        jobs_page(reporting_pb2.ListJobsRequest(label=label))
+        jobs_page(reporting_pb2.ListJobsRequest(label=label), KEY)
+
+
+def test_page_tokens_are_refused_when_edited_or_signed_with_another_key() -> None:
+    job_filter = JobFilter()
+    token = encode_page_token(Cursor(MOMENT, "c" * 32), job_filter, KEY)
+    raw = bytearray(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    raw[3] ^= 0x01
+    edited = base64.urlsafe_b64encode(bytes(raw)).decode()
+    foreign = encode_page_token(Cursor(MOMENT, "c" * 32), job_filter, b"x" * 32)
+    for bad in (edited, foreign, token + "A" * 600):
+        with pytest.raises(InvalidRequestError, match=INVALID_PAGE_TOKEN):
+            decode_page_token(bad, job_filter, KEY)
+
+
+def test_a_signed_token_still_cannot_carry_a_non_job_id() -> None:
+    token = encode_page_token(Cursor(MOMENT, "x\x00y"), JobFilter(), KEY)
+    with pytest.raises(InvalidRequestError, match=INVALID_PAGE_TOKEN):
+        decode_page_token(token, JobFilter(), KEY)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos"), [(2**62, 0), (-(2**62), 0), (0, -1), (0, 2_000_000_000)]
+)
+def test_window_timestamps_outside_the_timestamp_range_name_the_field(
+    seconds: int, nanos: int
+) -> None:
+    request = reporting_pb2.GetStatsRequest()
+    request.window.end.seconds = seconds
+    request.window.end.nanos = nanos
+    with pytest.raises(InvalidRequestError, match=r"window\.end must be between 0001-01-01"):
+        stats_window(request)
