@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
@@ -86,8 +86,13 @@ def service_environment(service: str, values: Mapping[str, Any]) -> ServiceEnvir
     config: dict[str, str] = {}
     secret_variables: dict[str, str] = {}
     for field, info in cls.model_fields.items():
-        if info.annotation is SecretStr:
+        if _is_secret(info.annotation):
             secret_variables[env_name(cls, field)] = field
         elif dumped[field] is not None:
             config[env_name(cls, field)] = _as_env_value(dumped[field])
     return ServiceEnvironment(settings=settings, config=config, secret_variables=secret_variables)
+
+
+def _is_secret(annotation: Any) -> bool:
+    """`SecretStr`, or an optional one (`SecretStr | None`: unset locally, set in a cluster)."""
+    return annotation is SecretStr or SecretStr in get_args(annotation)

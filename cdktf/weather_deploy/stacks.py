@@ -66,6 +66,7 @@ CLASSIFIER_LAG_PER_REPLICA = 64
 AUTOSCALED_FIELDS = ("metadata.labels", "metadata.annotations", "spec.replicas")
 # The Terraform variables a user sets (TF_VAR_<name>): secrets never enter the repo.
 DATABASE_PASSWORD_VARIABLE = "database_password"
+PAGE_TOKEN_SECRET_VARIABLE = "page_token_secret"
 
 
 @dataclass(frozen=True)
@@ -324,6 +325,14 @@ class TlsVariables:
     private_key: str
 
 
+@dataclass(frozen=True)
+class ServiceSecrets:
+    """Tokens of the Terraform variables that feed the services' secret settings."""
+
+    database_password: str
+    page_token_secret: str
+
+
 def external_cidrs(env: Environment) -> dict[str, str]:
     """Where the flow table's external workloads are, for the NetworkPolicy ipBlocks."""
     return {INTERNET: ANYWHERE, KUBE_APISERVER: env.api_server_cidr}
@@ -334,7 +343,7 @@ def app_objects(
     *,
     image_tag: str,
     canary_tag: str,
-    database_password: str,
+    secrets: ServiceSecrets,
     tls: TlsVariables,
 ) -> list[dict[str, Any]]:
     """Every object of the app stack, in apply order (the migrations Job before reporting)."""
@@ -349,7 +358,7 @@ def app_objects(
                 workloads.secret(
                     secret_name,
                     {
-                        variable: _secret_value(variable, database_password)
+                        variable: _secret_value(variable, secrets)
                         for variable in service_env.secret_variables
                     },
                 )
@@ -391,13 +400,15 @@ def _tls_secret(name: str, tls: TlsVariables) -> dict[str, Any]:
     }
 
 
-def _secret_value(variable: str, database_password: str) -> str:
-    if not variable.endswith("DATABASE_URL"):
-        raise ValueError(f"no Terraform variable feeds the secret setting {variable}")
-    return (
-        f"postgresql://{DATABASE_OWNER}:{builders.url_encode(database_password)}"
-        f"@{DATABASE.address}/{DATABASE_NAME}"
-    )
+def _secret_value(variable: str, secrets: ServiceSecrets) -> str:
+    if variable.endswith("DATABASE_URL"):
+        return (
+            f"postgresql://{DATABASE_OWNER}:{builders.url_encode(secrets.database_password)}"
+            f"@{DATABASE.address}/{DATABASE_NAME}"
+        )
+    if variable.endswith("PAGE_TOKEN_SECRET"):
+        return secrets.page_token_secret
+    raise ValueError(f"no Terraform variable feeds the secret setting {variable}")
 
 
 def _service_objects(
@@ -521,8 +532,18 @@ def app_stack(
             stack, "tls_private_key", description="PEM key of the public host.", sensitive=True
         ),
     )
+    page_token_secret = builders.variable(
+        stack,
+        PAGE_TOKEN_SECRET_VARIABLE,
+        description=(
+            "Key (32+ characters) that authenticates reporting's ListJobs page tokens; "
+            "without it every replica would use the public development key."
+        ),
+        sensitive=True,
+    )
+    secrets = ServiceSecrets(database_password=password, page_token_secret=page_token_secret)
     for obj in app_objects(
-        env, image_tag=image_tag, canary_tag=canary_tag, database_password=password, tls=tls
+        env, image_tag=image_tag, canary_tag=canary_tag, secrets=secrets, tls=tls
     ):
         kind, name = obj["kind"], obj["metadata"]["name"]
         if kind == "Job":

@@ -13,7 +13,12 @@ from weather_deploy.charts import JAEGER_OTLP, NATS_CLIENT, NATS_MONITOR
 from weather_deploy.config import ENVIRONMENTS, ServiceName
 from weather_deploy.contract import CLASSIFIER_CANARY, MIGRATIONS_JOB
 from weather_deploy.service_config import env_name, service_environment, settings_class
-from weather_deploy.stacks import SERVICES, canary_replicas, classifier_queue
+from weather_deploy.stacks import (
+    PAGE_TOKEN_SECRET_VARIABLE,
+    SERVICES,
+    canary_replicas,
+    classifier_queue,
+)
 from weather_deploy.synthesis import Synthesized
 from weather_deploy.workloads import cluster_settings
 
@@ -44,6 +49,19 @@ def test_config_map_holds_every_setting_of_the_service_class_by_its_variable(
     assert rebuilt.model_dump(exclude=secret_fields) == expected.settings.model_dump(
         exclude=secret_fields
     )
+
+
+def test_every_secret_setting_comes_from_a_sensitive_variable_never_the_config_map(
+    prod: Synthesized,
+) -> None:
+    # an optional secret (unset for `make up`) is still a secret in the cluster: without it
+    # reporting replicas would sign page tokens with the public development key
+    cls = settings_class("reporting")
+    page_token = env_name(cls, "page_token_secret")
+    assert page_token not in prod.find("app", "ConfigMap", "reporting")["data"]
+    secret = prod.find("app", "Secret", "reporting")["stringData"]
+    assert secret[page_token] == f"${{var.{PAGE_TOKEN_SECRET_VARIABLE}}}"
+    assert prod.stacks["app"]["variable"][PAGE_TOKEN_SECRET_VARIABLE]["sensitive"] is True
 
 
 def test_environment_overrides_reach_the_config_map(prod: Synthesized) -> None:
