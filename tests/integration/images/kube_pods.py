@@ -56,7 +56,11 @@ class PlayedPods:
             podman(["secret", "create", name, str(payload)], capture=True)
             payload.unlink()
         self.kube_file.write_text(self.play.yaml_documents(), encoding="utf-8")
-        played = podman(["kube", "play", "--network=host", str(self.kube_file)], capture=True)
+        played = podman(
+            ["kube", "play", "--network=host", str(self.kube_file)], capture=True, check=False
+        )
+        if played.returncode != 0:
+            raise AssertionError(f"podman kube play {self.kube_file} failed:\n{played.stderr}")
         return played.stdout
 
     def remove(self) -> None:
