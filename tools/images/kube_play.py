@@ -13,8 +13,8 @@ field (the tests assert nothing else differs):
 - names podman keeps machine-wide (pods, secrets, volumes) get a run suffix;
 - what podman cannot honour is dropped (see `_pod_spec` and `_container`).
 
-Everything else - command, env names, envFrom, resources, securityContext, probes, grace
-period, labels - is passed on as synthesized.
+Everything else - command, env names, the ConfigMaps' keys, resources, both securityContexts,
+the gRPC probes (on the moved port), the grace period, labels - is passed on as synthesized.
 """
 
 from __future__ import annotations

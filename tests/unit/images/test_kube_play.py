@@ -93,14 +93,26 @@ def test_only_adapted_fields_change(app_objects: Manifests, play: KubePlay, name
     assert unexplained_changes(before, after) == set()
     for kept in ("command", "args", "resources", "securityContext"):
         assert container(after).get(kept) == container(before).get(kept)
-    assert (
-        after["spec"]["template"]["spec"]["securityContext"]
-        == (before["spec"]["template"]["spec"]["securityContext"])
-    )
-    assert (
-        after["spec"]["template"]["metadata"]["labels"]
-        == (before["spec"]["template"]["metadata"]["labels"])
-    )
+    pod_before, pod_after = before["spec"]["template"], after["spec"]["template"]
+    assert pod_after["spec"]["securityContext"] == pod_before["spec"]["securityContext"]
+    assert pod_after["metadata"]["labels"] == pod_before["metadata"]["labels"]
+    assert [m["mountPath"] for m in container(after)["volumeMounts"]] == [
+        m["mountPath"] for m in container(before)["volumeMounts"]
+    ]
+    assert [{**v, "name": ""} for v in pod_after["spec"]["volumes"]] == [
+        {**v, "name": ""} for v in pod_before["spec"]["volumes"]
+    ]
+
+
+@pytest.mark.parametrize("name", ["dispatcher", "classifier", "reporting"])
+def test_grpc_probes_are_kept_but_for_the_port(
+    app_objects: Manifests, play: KubePlay, name: str
+) -> None:
+    before = container(synthesized(app_objects, "Deployment", name))
+    after = container(play.deployment(name))
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert {**after[probe], "grpc": {}} == {**before[probe], "grpc": {}}
+        assert after[probe]["grpc"]["port"] == play.ports[name]["grpc"]
 
 
 def test_a_changed_field_outside_the_adapted_ones_is_reported(play: KubePlay) -> None:
