@@ -25,5 +25,5 @@ base-images: images-deps $(INSTALLED) ## Debian bookworm builder + runtime base 
 images: base-images ui ## build the service and UI images with podman (tag: IMAGE_TAG, default the short commit)
 	$(IMAGES_TOOL) build
 
-test-images: images ## start the images under podman against real NATS/PostgreSQL: health, a photo end to end, UI headers, image contents
+test-images: images ## kube-play the Deployments cdktf synthesizes against real NATS/PostgreSQL: health, a photo end to end, spans, UI headers, pod security, image contents
 	$(PYTEST) tests/integration/images

@@ -22,13 +22,15 @@ from pathlib import Path
 from devmesh.static import serve
 
 CONTAINER_PORT = 8080
+PORT_VARIABLE = "UI_PORT"
+"""Where the server reads its port (the image sets it to CONTAINER_PORT)."""
 # A container listens on its pod's address, not loopback.
 ALL_INTERFACES = "0.0.0.0"  # nosec B104
 DEFAULT_ROOT = Path("/srv/ui")
 
 
 def main() -> int:
-    port = int(os.environ.get("UI_PORT", CONTAINER_PORT))
+    port = int(os.environ.get(PORT_VARIABLE, CONTAINER_PORT))
     host = os.environ.get("UI_HOST", ALL_INTERFACES)
     root = Path(os.environ.get("UI_ROOT", str(DEFAULT_ROOT)))
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))

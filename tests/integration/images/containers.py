@@ -1,26 +1,25 @@
-"""The built images started with podman the way the cluster starts them.
+"""The containers of the kube-played Deployments, seen from outside, and image probes.
 
-Every container runs with the pod security the cdktf Deployments set (non-root uid, read-only
-root filesystem, no capabilities, no privilege escalation, a writable /tmp only) and shares
-the host's network, so the services reach the test's nats-server and PostgreSQL on 127.0.0.1
-and the tests reach the services from outside the container.
+The pods share the host's network, so the services reach the test's nats-server and
+PostgreSQL on 127.0.0.1 and the tests reach the services from outside the containers.
 """
 
 from __future__ import annotations
 
 import subprocess
 import time
-import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tools.images.names import SERVICE_UID
+from tools.images.kube_play import KubePlay
 from tools.images.podman import podman
 
-POD_SECURITY = (
+# A throw-away probe container runs with the pods' security (cdktf's Deployments).
+PROBE_SECURITY = (
     "--network=host",
     "--read-only",
     "--cap-drop=ALL",
@@ -28,7 +27,6 @@ POD_SECURITY = (
     "--tmpfs=/tmp",
 )
 SERVING = health_pb2.HealthCheckResponse.SERVING
-STOP_GRACE_SECONDS = 30
 
 
 @dataclass
@@ -49,9 +47,9 @@ class Container:
         result = podman(["logs", self.name], capture=True, check=False)
         return result.stdout + result.stderr
 
-    def stop(self) -> int:
-        """SIGTERM, SIGKILL after the grace period; the exit code."""
-        podman(["stop", f"--time={STOP_GRACE_SECONDS}", self.name], capture=True)
+    def stop(self, grace_seconds: int) -> int:
+        """SIGTERM, SIGKILL after `grace_seconds`; the exit code."""
+        podman(["stop", f"--time={grace_seconds}", self.name], capture=True)
         return int(self.state("{{.State.ExitCode}}"))
 
     def wait_until(self, check: Callable[[], bool], what: str, timeout: float) -> None:
@@ -79,37 +77,9 @@ def health_status(address: str) -> int | None:
 
 
 @dataclass
-class Containers:
-    """Starts containers and removes every one of them at `remove_all`, whatever happened."""
-
-    started: list[Container] = field(default_factory=list)
-
-    def start(
-        self,
-        image_ref: str,
-        environment: Mapping[str, str],
-        *,
-        user: int | None = SERVICE_UID,
-    ) -> Container:
-        name = f"weather-mesh-test-{uuid.uuid4().hex[:12]}"
-        arguments = ["run", "--detach", f"--name={name}", *POD_SECURITY]
-        if user is not None:
-            arguments.append(f"--user={user}")
-        for variable, value in environment.items():
-            arguments.append(f"--env={variable}={value}")
-        container = Container(name, image_ref)
-        self.started.append(container)
-        podman([*arguments, image_ref], capture=True)
-        return container
-
-    def remove_all(self) -> None:
-        for container in self.started:
-            podman(["rm", "--force", "--time=5", container.name], capture=True, check=False)
-        self.started.clear()
-
-
-@dataclass
 class RunningService:
+    """A kube-played service: its container and the ports it listens on here."""
+
     name: str
     container: Container
     grpc_port: int
@@ -121,15 +91,29 @@ class RunningService:
 
 
 @dataclass
-class ContainerisedMesh:
+class KubePlayedMesh:
+    """The app stack's dispatcher, classifier, reporting and UI Deployments, played here."""
+
+    synthesized: list[dict[str, Any]]
+    play: KubePlay
     services: dict[str, RunningService]
+    ui: Container
+    ui_port: int
     nats_url: str
+
+    def synthesized_deployment(self, name: str) -> dict[str, Any]:
+        (found,) = (
+            m
+            for m in self.synthesized
+            if m["kind"] == "Deployment" and m["metadata"]["name"] == name
+        )
+        return found
 
 
 def run_probe(image_ref: str, script: str) -> subprocess.CompletedProcess[str]:
     """`python3 -c script` in a throw-away container of the image, as the image's own user."""
     return podman(
-        ["run", "--rm", *POD_SECURITY, "--entrypoint=python3", image_ref, "-c", script],
+        ["run", "--rm", *PROBE_SECURITY, "--entrypoint=python3", image_ref, "-c", script],
         capture=True,
         check=False,
     )

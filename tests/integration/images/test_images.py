@@ -1,10 +1,12 @@
-"""The built images, run the way the cluster runs them (see containers.py for the pod security).
+"""The built images, run from the Deployments cdktf synthesizes (`podman kube play`).
 
-Proves, from outside the containers: each service reports SERVING over grpc.health.v1; a real
-photo submitted to the containerised dispatcher is classified by the containerised classifier
-and listed by the containerised reporting; the UI image serves the built page with its
-security headers. Inside each image: a non-root user, no pip, TensorFlow only in the
-classifier, no training code, no shell.
+Proves, from outside the pods: each service reports SERVING over grpc.health.v1; a real photo
+submitted to the kube-played dispatcher is classified by the kube-played classifier, listed
+by the kube-played reporting, and every service's spans reach the OTLP endpoint its
+Deployment names; the UI serves the built page with its security headers; podman applied the
+synthesized security context and limits, and only `kube_play.ADAPTED` fields were changed.
+Inside each image: a non-root user, no pip, TensorFlow only in the classifier, no training
+code, no shell.
 """
 
 from __future__ import annotations
@@ -13,23 +15,22 @@ import json
 import time
 import urllib.error
 import urllib.request
-import uuid
 from pathlib import Path
 
 import grpc
 import pytest
-import yaml
 
-from devmesh.ports import free_port
 from tests.integration.images.containers import (
     SERVING,
     Container,
-    ContainerisedMesh,
-    Containers,
+    KubePlayedMesh,
     health_status,
     run_probe,
 )
+from tests.integration.images.kube_pods import PLAYED
+from tests.integration.images.otlp_sink import SpanSink
 from tools.images.build import REVISION_LABEL, VERSION_LABEL
+from tools.images.kube_play import unexplained_changes
 from tools.images.names import (
     REPO_ROOT,
     SERVICE_UID,
@@ -38,7 +39,7 @@ from tools.images.names import (
     image_tag,
     vcs_ref,
 )
-from tools.images.podman import image_label, podman
+from tools.images.podman import image_label
 from weather.v1 import (
     dispatcher_pb2,
     dispatcher_pb2_grpc,
@@ -50,6 +51,8 @@ from weather.v1 import (
 TERMINAL = {job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED}
 RPC_TIMEOUT_SECONDS = 120.0
 REPORTED_TIMEOUT_SECONDS = 60.0
+# The SDK exports in batches every 5 s (OTEL_BSP_SCHEDULE_DELAY, not set by the cluster).
+SPANS_TIMEOUT_SECONDS = 60.0
 
 # What each image must (True) or must not (False) be able to import. TensorFlow in the
 # classifier is the positive control: it proves the probe sees installed packages at all.
@@ -70,15 +73,15 @@ print(json.dumps({{
 """
 
 
-def test_every_service_container_reports_serving_from_outside(mesh: ContainerisedMesh) -> None:
+def test_every_kube_played_service_reports_serving_from_outside(mesh: KubePlayedMesh) -> None:
     statuses = {name: health_status(service.address) for name, service in mesh.services.items()}
     for name, status in statuses.items():
         print(f"{name} {mesh.services[name].address}: {'SERVING' if status == SERVING else status}")
     assert statuses == {name: SERVING for name in SERVICES}
 
 
-def test_photo_is_classified_and_reported_by_the_containers(
-    mesh: ContainerisedMesh, weather_dataset: Path
+def test_photo_is_classified_and_reported_by_the_kube_played_services(
+    mesh: KubePlayedMesh, weather_dataset: Path, span_sink: tuple[SpanSink, int]
 ) -> None:
     photo = sorted((weather_dataset / "val" / "sunrise").glob("*.jpg"))[0]
     dispatcher = mesh.services["dispatcher"].address
@@ -113,6 +116,12 @@ def test_photo_is_classified_and_reported_by_the_containers(
     assert listed[0].classification.label == label
     print(f"reporting ListJobs: {listed[0].id} {label} {listed[0].filename}")
 
+    sink, _ = span_sink
+    deadline = time.monotonic() + SPANS_TIMEOUT_SECONDS
+    while not set(SERVICES) <= sink.senders and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert set(SERVICES) <= sink.senders, f"spans only from {sorted(sink.senders)}"
+
 
 def _get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
     """Status, lower-cased headers and body of a GET on 127.0.0.1 (errors are answers too)."""
@@ -124,22 +133,10 @@ def _get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
         return refused.code, {k.lower(): v for k, v in refused.headers.items()}, refused.read()
 
 
-def _answers(port: int) -> bool:
-    try:
-        _get(port, "/")
-    except OSError:
-        return False
-    return True
-
-
-def test_ui_container_serves_the_built_page_with_security_headers(
-    built_images: dict[str, str], containers: Containers
+def test_kube_played_ui_serves_the_built_page_with_security_headers(
+    mesh: KubePlayedMesh,
 ) -> None:
-    port = free_port()
-    ui = containers.start(built_images[UI_IMAGE_NAME], {"UI_PORT": str(port)})
-    ui.wait_until(lambda: _answers(port), "answering HTTP", timeout=60)
-
-    status, headers, body = _get(port, "/")
+    status, headers, body = _get(mesh.ui_port, "/")
 
     assert status == 200
     assert body == (REPO_ROOT / "ui" / "dist" / "index.html").read_bytes()
@@ -147,59 +144,60 @@ def test_ui_container_serves_the_built_page_with_security_headers(
     assert "frame-ancestors 'none'" in policy
     assert "unsafe-inline" not in policy
     assert headers["x-content-type-options"] == "nosniff"
-    assert _get(port, "/assets/")[0] == 404, "no directory listings"
-    assert ui.stop() == 0, f"the UI server must leave cleanly on SIGTERM:\n{ui.logs()}"
+    assert _get(mesh.ui_port, "/assets/")[0] == 404, "no directory listings"
 
 
-def _ui_deployment(name: str, image_ref: str, port: int) -> dict[str, object]:
-    """A Deployment with the pod security the cluster sets (cdktf renders the real one)."""
-    labels = {"app.kubernetes.io/name": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": SERVICE_UID},
-                    "containers": [
-                        {
-                            "name": "ui",
-                            "image": image_ref,
-                            "env": [{"name": "UI_PORT", "value": str(port)}],
-                            "securityContext": {
-                                "readOnlyRootFilesystem": True,
-                                "allowPrivilegeEscalation": False,
-                                "capabilities": {"drop": ["ALL"]},
-                            },
-                        }
-                    ],
-                },
-            },
-        },
-    }
+@pytest.mark.parametrize("name", PLAYED)
+def test_only_what_cannot_hold_here_was_adapted(mesh: KubePlayedMesh, name: str) -> None:
+    """A change in cdktf reaches these containers unless kube_play.ADAPTED names the field."""
+    synthesized = mesh.synthesized_deployment(name)
+    adapted = mesh.play.deployment(name)
+    assert unexplained_changes(synthesized, adapted) == set()
+    (before,) = synthesized["spec"]["template"]["spec"]["containers"]
+    (after,) = adapted["spec"]["template"]["spec"]["containers"]
+    for kept in ("command", "args", "resources", "securityContext"):
+        assert after.get(kept) == before.get(kept), kept
+    assert {v["name"] for v in before.get("env", [])} <= {v["name"] for v in after["env"]}
+    assert [s.get("configMapRef") for s in before.get("envFrom", [])] == [
+        s.get("configMapRef") for s in after.get("envFrom", [])
+    ]
 
 
-def test_ui_deployment_runs_under_podman_kube_play(
-    built_images: dict[str, str], tmp_path: Path
+def _quantity(value: str) -> float:
+    """A Kubernetes CPU or memory quantity as a number (cores, bytes)."""
+    units = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    for suffix, factor in units.items():
+        if value.endswith(suffix):
+            return float(value.removesuffix(suffix)) * factor
+    return float(value)
+
+
+@pytest.mark.parametrize("name", PLAYED)
+def test_podman_applied_the_synthesized_security_context_and_limits(
+    mesh: KubePlayedMesh, name: str
 ) -> None:
-    port = free_port()
-    name = f"weather-mesh-test-{uuid.uuid4().hex[:12]}"
-    manifest = tmp_path / "ui-deployment.yaml"
-    manifest.write_text(yaml.safe_dump(_ui_deployment(name, built_images[UI_IMAGE_NAME], port)))
-    try:
-        podman(["kube", "play", "--network=host", str(manifest)], capture=True)
-        ui = Container(f"{name}-pod-0-ui", built_images[UI_IMAGE_NAME])
-        ui.wait_until(lambda: _answers(port), "answering HTTP", timeout=60)
-        status, headers, _ = _get(port, "/")
-        assert status == 200
-        assert "frame-ancestors 'none'" in headers["content-security-policy"]
-        assert ui.state("{{.Config.User}} {{.HostConfig.ReadonlyRootfs}}") == f"{SERVICE_UID} true"
-    finally:
-        podman(["kube", "down", str(manifest)], capture=True, check=False)
+    (container,) = mesh.synthesized_deployment(name)["spec"]["template"]["spec"]["containers"]
+    security, limits = container["securityContext"], container["resources"]["limits"]
+    played = Container(mesh.play.container_name(name, container["name"]), "")
+    found = json.loads(
+        played.state(
+            '{"user": "{{.Config.User}}", "read_only": {{.HostConfig.ReadonlyRootfs}}, '
+            '"cap_add": "{{.HostConfig.CapAdd}}", "options": "{{.HostConfig.SecurityOpt}}", '
+            '"memory": {{.HostConfig.Memory}}, "cpu_quota": {{.HostConfig.CpuQuota}}, '
+            '"cpu_period": {{.HostConfig.CpuPeriod}}}'
+        )
+    )
+
+    assert found["user"] == f"{security['runAsUser']}:{security['runAsGroup']}"
+    assert security["runAsNonRoot"]
+    assert security["runAsUser"] != 0
+    assert found["read_only"] is security["readOnlyRootFilesystem"] is True
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert found["cap_add"] == "[]"
+    assert "no-new-privileges" in found["options"]
+    assert security["allowPrivilegeEscalation"] is False
+    assert found["memory"] == _quantity(limits["memory"])
+    assert found["cpu_quota"] / found["cpu_period"] == _quantity(limits["cpu"])
 
 
 @pytest.mark.parametrize("image", [*SERVICES, UI_IMAGE_NAME])
@@ -228,7 +226,18 @@ def test_image_is_labelled_with_the_commit_it_was_built_from(
     assert image_label(built_images[image], REVISION_LABEL) == vcs_ref()
 
 
-def test_service_containers_stop_cleanly_on_sigterm(mesh: ContainerisedMesh) -> None:
-    """Runs last in this module: it stops the mesh the tests above used."""
-    exit_codes = {name: service.container.stop() for name, service in mesh.services.items()}
-    assert exit_codes == {name: 0 for name in SERVICES}
+def test_kube_played_containers_stop_cleanly_within_their_grace_period(
+    mesh: KubePlayedMesh,
+) -> None:
+    """Runs last in this module: it stops the pods the tests above used. podman 4.3 does not
+    apply terminationGracePeriodSeconds, so the synthesized one is passed to `podman stop`."""
+    containers = {name: service.container for name, service in mesh.services.items()}
+    containers[UI_IMAGE_NAME] = mesh.ui
+    grace = {
+        name: mesh.synthesized_deployment(name)["spec"]["template"]["spec"][
+            "terminationGracePeriodSeconds"
+        ]
+        for name in containers
+    }
+    exit_codes = {name: container.stop(grace[name]) for name, container in containers.items()}
+    assert exit_codes == {name: 0 for name in PLAYED}
