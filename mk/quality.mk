@@ -7,7 +7,7 @@ PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 # (/tmp/pytest-of-<user>/pytest-N, only the newest three kept) lets a run in another checkout
 # on the same machine delete this run's temporary directories under its feet.
 PYTEST_TMP := /tmp/weather-mesh-pytest-$(shell printf %s '$(CURDIR)' | cksum | cut -d' ' -f1)
-test-unit test-integration test-images test-e2e: export PYTEST_ADDOPTS += --basetemp=$(PYTEST_TMP)/$@
+test-unit test-integration test-images test-e2e: export PYTEST_ADDOPTS += --basetemp=$(PYTEST_TMP)-$@
 
 test: lint lint-imports requirements-check typecheck sast proto-check lint-docker ui-typecheck ui-gen-check test-unit test-integration test-images test-e2e ## everything CI runs: lint, layers, pins, types, SAST, contract checks, unit, integration, container and browser tests
 

@@ -392,12 +392,15 @@ def test_a_pytest_target_writes_its_junit_report_under_test_results(tmp_path: Pa
         f"test-unit:\n\t{sys.executable} -m pytest -q -p no:cacheprovider test_sample.py\n",
         encoding="utf-8",
     )
+    # The outer make's options (its --basetemp above all) must not reach the stand-in run.
+    outer = {"PYTEST_ADDOPTS", "MAKEFLAGS", "MAKELEVEL", "MFLAGS"}
     result = subprocess.run(
         ["make", "-C", str(tmp_path), "test-unit"],
         capture_output=True,
         text=True,
         check=False,
         timeout=120,
+        env={name: value for name, value in os.environ.items() if name not in outer},
     )
     assert result.returncode == 0, result.stdout + result.stderr
     report = (tmp_path / "test-results" / "test-unit.xml").read_text(encoding="utf-8")
