@@ -26,6 +26,7 @@ from meshkit.identity import (
     ANONYMOUS,
     TOKEN_REQUIRED,
     Caller,
+    ForeignTokenError,
     IdentitySettings,
     KeysUnavailableError,
     Role,
@@ -123,6 +124,8 @@ class AccessInterceptor(WrappingInterceptor):
             caller = ANONYMOUS if token is None else await self._verifier.verify(token)
         except UnauthenticatedError as error:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(error))
+        except ForeignTokenError as error:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(error))
         except KeysUnavailableError:
             await context.abort(
                 grpc.StatusCode.UNAVAILABLE, "tokens cannot be verified right now; retry shortly"

@@ -16,7 +16,9 @@ The role is read from the `roles` claim (a list, or one string): `operator` if i
 `anonymous`, admitted only where the anonymous demo mode allows (see `meshkit.access`).
 
 Refusals say what the caller can fix (no token, expired, not valid for this service) and
-nothing about which check failed beyond that: a forger learns nothing.
+nothing about which check failed beyond that: a forger learns nothing. A genuine token made
+for another audience is the one PERMISSION_DENIED among them (as at the gateway: Envoy's
+jwt_authn answers 403 there): the caller is known, the token just grants nothing here.
 """
 
 from __future__ import annotations
@@ -76,6 +78,11 @@ class UnauthenticatedError(Exception):
     """No usable token: the message says what the caller can do about it."""
 
 
+class ForeignTokenError(Exception):
+    """A genuine token, issued for another service (its audience): signing in again as the
+    same caller does not help, so this is PERMISSION_DENIED, as Envoy's jwt_authn answers."""
+
+
 class KeysUnavailableError(Exception):
     """The JWKS URI could not be fetched: not the caller's fault, worth a retry."""
 
@@ -86,6 +93,7 @@ TOKEN_REQUIRED = (
 TOKEN_EXPIRED = "the token has expired; sign in again for a new one"
 TOKEN_NOT_YET_VALID = "the token is not valid yet; check the clock of the machine that made it"
 TOKEN_INVALID = "the token could not be verified for this service; sign in again"
+TOKEN_FOREIGN = "the token was issued for another service (its audience); it grants nothing here"
 TOKEN_MALFORMED = "the authorization metadata must be one `Bearer <token>` value"
 
 
@@ -229,6 +237,8 @@ class TokenVerifier:
             )
         except jwt.ExpiredSignatureError as error:
             raise UnauthenticatedError(TOKEN_EXPIRED) from error
+        except jwt.InvalidAudienceError as error:
+            raise ForeignTokenError(TOKEN_FOREIGN) from error
         except jwt.ImmatureSignatureError as error:
             raise UnauthenticatedError(TOKEN_NOT_YET_VALID) from error
         except jwt.InvalidTokenError as error:

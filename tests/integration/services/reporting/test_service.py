@@ -27,7 +27,7 @@ from meshkit.broker_layout import JOBS_STREAM, job_subject
 from meshkit.contract_constants import LABELS
 from meshkit.job_events import MSG_ID_HEADER, event_kind, publish_event
 from tools.proof.gateway import Metadata
-from tools.proof.tokens import BearerInterceptor
+from tools.proof.tokens import signed_in_channel
 from weather.v1 import events_pb2, job_pb2, reporting_pb2, reporting_pb2_grpc
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -148,8 +148,7 @@ async def test_every_job_is_one_row_even_when_all_events_are_published_twice(
     assert await _counts(fresh_database) == (200, 400, 0)
     assert await _jobs_snapshot(fresh_database) == first
 
-    signed_in = [BearerInterceptor(operator)]
-    async with grpc.aio.insecure_channel(service.address, interceptors=signed_in) as channel:
+    async with signed_in_channel(service.address, operator) as channel:
         stub = reporting_pb2_grpc.ReportingServiceStub(channel)
         stats = await stub.GetStats(reporting_pb2.GetStatsRequest(), timeout=10)
         assert stats.total_jobs == 200
