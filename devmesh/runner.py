@@ -256,6 +256,8 @@ class Mesh:
         lines = ["mesh is up:"] + [f"  {label:<26}{url}" for label, url in rows]
         if not self.settings.services:
             lines.append(f"  (infrastructure only; services: {', '.join(SERVICE_NAMES)})")
+        demo = "on: no token needed to classify" if self.settings.devmesh_anonymous_demo else "off"
+        lines.append(f"Sign in: make token ROLE=viewer|operator SUB=<you> (anonymous demo {demo}).")
         lines.append("Ctrl-C stops everything.")
         return "\n".join(lines)
 
