@@ -7,6 +7,9 @@ infrastructure comes from the same launchers as every integration test (devmesh)
 
 from __future__ import annotations
 
+import functools
+import http.server
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +18,7 @@ import pytest
 from devmesh.nats import NatsServer
 from devmesh.ports import free_port
 from devmesh.postgres import PostgresServer
+from devmesh.tokens import LocalIssuer
 from tests.integration.images.containers import (
     SERVING,
     ContainerisedMesh,
@@ -54,11 +58,26 @@ def serving(address: str) -> Callable[[], bool]:
     return lambda: health_status(address) == SERVING
 
 
+@pytest.fixture(scope="session")
+def jwks_uri(local_issuer: LocalIssuer) -> Iterator[str]:
+    """The session issuer's JWKS over HTTP on loopback (the containers share the host's
+    network): the services fetch keys from a URI, as they do in the cluster."""
+    directory = str(local_issuer.jwks_path.parent)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=directory)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/{local_issuer.jwks_path.name}"
+    server.shutdown()
+    thread.join(timeout=5)
+
+
 @pytest.fixture(scope="module")
 def mesh(
     built_images: dict[str, str],
     postgres_server: PostgresServer,
     tmp_path_factory: pytest.TempPathFactory,
+    jwks_uri: str,
 ) -> Iterator[ContainerisedMesh]:
     """dispatcher, classifier and reporting containers, each SERVING, on a fresh nats-server
     and a fresh database; removed (with the servers) at the end of the module."""
@@ -84,6 +103,7 @@ def mesh(
                 metrics_port=metrics_port,
                 nats_url=nats.url,
                 database_url=database_url if name == "reporting" else None,
+                jwks_uri=jwks_uri,
             )
             container = started.start(built_images[name], environment)
             services[name] = RunningService(name, container, grpc_port, metrics_port)

@@ -34,8 +34,10 @@ def service_environment(
     metrics_port: int,
     nats_url: str,
     database_url: str | None = None,
+    jwks_uri: str | None = None,
 ) -> dict[str, str]:
-    """Listen on all interfaces (as in a pod), on the given ports; tracing off."""
+    """Listen on all interfaces (as in a pod), on the given ports; tracing off. Services with
+    public RPCs fetch token keys from `jwks_uri`, as in the cluster, and run in demo mode."""
     settings = {
         "grpc_host": ALL_INTERFACES,
         "grpc_port": str(grpc_port),
@@ -43,6 +45,9 @@ def service_environment(
         "metrics_port": str(metrics_port),
         "nats_url": nats_url,
     }
+    if jwks_uri is not None and "auth_jwks_uri" in SETTINGS[service].model_fields:
+        settings["auth_jwks_uri"] = jwks_uri
+        settings["auth_anonymous_demo"] = "true"
     if database_url is not None:
         settings["database_url"] = database_url
     return {**{variable(service, name): value for name, value in settings.items()}, **TRACING_OFF}

@@ -39,6 +39,7 @@ from tools.images.names import (
     vcs_ref,
 )
 from tools.images.podman import image_label, podman
+from tools.proof.gateway import Metadata
 from weather.v1 import (
     dispatcher_pb2,
     dispatcher_pb2_grpc,
@@ -78,7 +79,7 @@ def test_every_service_container_reports_serving_from_outside(mesh: Containerise
 
 
 def test_photo_is_classified_and_reported_by_the_containers(
-    mesh: ContainerisedMesh, weather_dataset: Path
+    mesh: ContainerisedMesh, weather_dataset: Path, operator: Metadata
 ) -> None:
     photo = sorted((weather_dataset / "val" / "sunrise").glob("*.jpg"))[0]
     dispatcher = mesh.services["dispatcher"].address
@@ -103,7 +104,9 @@ def test_photo_is_classified_and_reported_by_the_containers(
         deadline = time.monotonic() + REPORTED_TIMEOUT_SECONDS
         listed: list[job_pb2.Job] = []
         while time.monotonic() < deadline:
-            page = reports.ListJobs(reporting_pb2.ListJobsRequest(page_size=100), timeout=10)
+            page = reports.ListJobs(
+                reporting_pb2.ListJobsRequest(page_size=100), metadata=tuple(operator), timeout=10
+            )
             listed = [job for job in page.jobs if job.id == final.id]
             if listed and listed[0].state in TERMINAL:
                 break
