@@ -300,3 +300,18 @@ async def test_without_demo_mode_the_gateway_refuses_anonymous_submissions(
                 request, metadata=bearer(local_issuer.mint("carol")), timeout=30
             )
             assert signed_in.job.owner == "carol"
+
+
+async def test_idempotency_keys_are_per_owner(
+    channels: dict[str, grpc.aio.Channel], local_issuer: LocalIssuer, photos: list[Path]
+) -> None:
+    """bob reusing alice's key gets his own job, never hers."""
+    submit = dispatcher_pb2_grpc.DispatcherServiceStub(channels["gateway"]).Submit
+    request = dispatcher_pb2.SubmitRequest(image=photos[4].read_bytes(), idempotency_key="k-1")
+    alice = bearer(local_issuer.mint("alice"))
+    first = await submit(request, metadata=alice, timeout=30)
+    again = await submit(request, metadata=alice, timeout=30)
+    bobs = await submit(request, metadata=bearer(local_issuer.mint("bob")), timeout=30)
+    assert again.job.id == first.job.id
+    assert bobs.job.id != first.job.id
+    assert (first.job.owner, bobs.job.owner) == ("alice", "bob")
