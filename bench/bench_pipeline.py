@@ -296,7 +296,10 @@ def main() -> None:
                     nats_url=nats_server.url,
                     model_path=str(model_path),
                 ) as classifier,
-                service("dispatcher", workdir, nats_url=nats_server.url) as dispatcher,
+                # Anonymous Submit/WatchJob, as `make up` allows (README "Sign in").
+                service(
+                    "dispatcher", workdir, nats_url=nats_server.url, auth_anonymous_demo="true"
+                ) as dispatcher,
             ):
                 rate, latencies = asyncio.run(
                     bench_classify(classifier, photos, args.classify_calls, args.concurrency)

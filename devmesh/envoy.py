@@ -19,11 +19,22 @@ from devmesh.launcher import Launcher
 from devmesh.ports import LOOPBACK
 from devmesh.process import ManagedProcess
 from devmesh.readiness import http_status
+from meshkit.identity import DEFAULT_AUDIENCE, LOCAL_ISSUER
 from weather.v1 import defaults_pb2
 
 UPLOAD_CAP_BYTES: int = defaults_pb2.LIMIT_MAX_UPLOAD_BYTES
 # gRPC framing, the other request fields and grpc-web trailers ride on top of the image.
 REQUEST_OVERHEAD_BYTES = 64 * 1024
+SUBJECT_HEADER = "x-weather-subject"
+"""Request header with the verified token's `sub`, set by the gateway only (rate limits key
+on it); a client-sent copy is removed first."""
+JWT_PROVIDER = "weather"
+JWT_REQUIRED = f"{{provider_name: {JWT_PROVIDER}}}"
+JWT_REQUIRED_WHEN_SENT = (
+    f"{{requires_any: {{requirements: [{JWT_REQUIRED}, {{allow_missing: {{}}}}]}}}}"
+)
+"""Anonymous demo mode: no token passes (the services decide what anonymous callers may do),
+a token that is sent must verify."""
 
 
 class EnvoyConfigError(RuntimeError):
@@ -68,6 +79,13 @@ class GatewayConfig:
     max_request_bytes: int = UPLOAD_CAP_BYTES + REQUEST_OVERHEAD_BYTES
     rate_limit_burst: int = 200
     rate_limit_per_second: int = 100
+    jwks_file: Path | None = None
+    """Public keys tokens are checked against (required to render)."""
+    jwt_issuer: str = LOCAL_ISSUER
+    jwt_audience: str = DEFAULT_AUDIENCE
+    jwt_clock_skew_seconds: int = 30
+    anonymous_demo: bool = False
+    """Let API calls without a token through (never one with a bad token)."""
 
 
 def render_config(config: GatewayConfig, template: str) -> str:
@@ -76,6 +94,8 @@ def render_config(config: GatewayConfig, template: str) -> str:
     if not origins:
         raise ValueError("at least one allowed CORS origin is required")
     origin_matchers = "[" + ", ".join(f"{{exact: {json.dumps(o)}}}" for o in origins) + "]"
+    if config.jwks_file is None:
+        raise ValueError("the gateway needs a JWKS file to verify tokens (jwks_file)")
     return string.Template(template).substitute(
         LISTEN_ADDRESS=config.listen_address,
         LISTENER_PORT=config.listener_port,
@@ -90,6 +110,12 @@ def render_config(config: GatewayConfig, template: str) -> str:
         MAX_REQUEST_BYTES=config.max_request_bytes,
         RATE_LIMIT_BURST=config.rate_limit_burst,
         RATE_LIMIT_PER_SECOND=config.rate_limit_per_second,
+        SUBJECT_HEADER=SUBJECT_HEADER,
+        JWT_ISSUER=json.dumps(config.jwt_issuer),
+        JWT_AUDIENCE=json.dumps(config.jwt_audience),
+        JWKS_FILE=json.dumps(str(config.jwks_file)),
+        JWT_CLOCK_SKEW_SECONDS=config.jwt_clock_skew_seconds,
+        JWT_REQUIREMENT=JWT_REQUIRED_WHEN_SENT if config.anonymous_demo else JWT_REQUIRED,
     )
 
 

@@ -41,9 +41,19 @@ class StartupError(RuntimeError):
 
 
 def mesh_environment(settings: MeshSettings, postgres_dsn: str) -> dict[str, str]:
-    """Variables every service gets, on top of the runner's own environment."""
+    """Variables every service gets, on top of the runner's own environment: ports, and
+    the gateway's token rules (the services verify tokens exactly as Envoy does)."""
     environment = {"PYTHONUNBUFFERED": "1", "REPORTING_DATABASE_URL": postgres_dsn}
+    gateway = settings.gateway()
+    identity = {
+        "AUTH_ISSUER": gateway.jwt_issuer,
+        "AUTH_AUDIENCE": gateway.jwt_audience,
+        "AUTH_JWKS_FILE": str(gateway.jwks_file),
+        "AUTH_CLOCK_SKEW_SECONDS": str(gateway.jwt_clock_skew_seconds),
+        "AUTH_ANONYMOUS_DEMO": str(gateway.anonymous_demo).lower(),
+    }
     for spec in settings.services:
+        environment.update({spec.env_prefix + name: value for name, value in identity.items()})
         environment[f"{spec.env_prefix}NATS_URL"] = settings.nats_url
         environment[f"{spec.env_prefix}GRPC_PORT"] = str(spec.grpc_port)
         environment[f"{spec.env_prefix}METRICS_PORT"] = str(spec.metrics_port)
@@ -195,6 +205,7 @@ class Mesh:
         await self._launch(postgres)
         await asyncio.to_thread(postgres.create_database, postgres.database)
 
+        await asyncio.to_thread(settings.local_issuer().ensure_key)
         environment = {**os.environ, **mesh_environment(settings, postgres.dsn)}
         for spec in settings.services:
             self._start_service(spec, environment)
@@ -245,6 +256,8 @@ class Mesh:
         lines = ["mesh is up:"] + [f"  {label:<26}{url}" for label, url in rows]
         if not self.settings.services:
             lines.append(f"  (infrastructure only; services: {', '.join(SERVICE_NAMES)})")
+        demo = "on: no token needed to classify" if self.settings.devmesh_anonymous_demo else "off"
+        lines.append(f"Sign in: make token ROLE=viewer|operator SUB=<you> (anonymous demo {demo}).")
         lines.append("Ctrl-C stops everything.")
         return "\n".join(lines)
 

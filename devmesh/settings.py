@@ -14,6 +14,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from devmesh.envoy import GatewayConfig
+from devmesh.tokens import LocalIssuer
 from weather.v1 import defaults_pb2
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -71,6 +72,10 @@ class MeshSettings(BaseSettings):
         description="Services to start, comma-separated; empty starts the infrastructure only.",
     )
     devmesh_data_dir: Path = Field(default_factory=default_data_dir)
+    devmesh_anonymous_demo: bool = Field(
+        default=True,
+        description="Anonymous demo mode for the gateway and the services (README 'Sign in').",
+    )
     devmesh_ready_timeout_seconds: float = Field(default=90.0, gt=0)
     devmesh_stop_grace_seconds: float = Field(default=15.0, gt=0)
 
@@ -102,7 +107,13 @@ class MeshSettings(BaseSettings):
             reporting_port=self.reporting_grpc_port,
             ui_port=self.ui_port,
             allowed_origins=self.ui_origins,
+            jwks_file=self.local_issuer().jwks_path,
+            anonymous_demo=self.devmesh_anonymous_demo,
         )
+
+    def local_issuer(self) -> LocalIssuer:
+        """The local identity provider (`make token`); its key lives in the data dir."""
+        return LocalIssuer(self.devmesh_data_dir / "identity")
 
     @property
     def services(self) -> list[LocalService]:

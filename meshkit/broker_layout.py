@@ -125,9 +125,12 @@ def result_key(model_version: str, image_sha256: str) -> str:
     return f"{model_version.replace(':', '-')}.{image_sha256}"
 
 
-def idempotency_kv_key(idempotency_key: str) -> str:
-    """Client keys are arbitrary text; their hash is a valid, fixed-size KV key."""
-    return hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()
+def idempotency_kv_key(idempotency_key: str, owner: str = "") -> str:
+    """Client keys are arbitrary text; their hash is a valid, fixed-size KV key. A signed-in
+    owner's keys are their own: another caller reusing the same key makes another job
+    instead of reading theirs (anonymous keys share one space, as before owners existed)."""
+    scoped = f"{owner}\x00{idempotency_key}" if owner else idempotency_key
+    return hashlib.sha256(scoped.encode("utf-8")).hexdigest()
 
 
 async def declare_broker(jetstream: JetStreamContext, settings: BrokerSettings) -> None:

@@ -36,6 +36,7 @@ def job_from_event(event: events_pb2.JobEvent) -> job_pb2.Job:
         image_sha256=event.image_sha256,
         submitted_at=event.submitted_at,
         filename=event.filename or event.queued.filename,
+        owner=event.owner,
     )
     if kind == "succeeded":
         job.classification.CopyFrom(event.succeeded.classification)

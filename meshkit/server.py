@@ -28,6 +28,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from pydantic import ValidationError
 
+from meshkit.access import AccessInterceptor
 from meshkit.dependency import Dependency, Worker
 from meshkit.health import Readiness
 from meshkit.logging import configure_logging
@@ -59,6 +60,8 @@ class ServiceDefinition:
     dependencies: Sequence[Dependency] = ()
     workers: Sequence[Worker] = ()
     metrics: ServiceMetrics = field(default_factory=ServiceMetrics)
+    access: AccessInterceptor | None = None
+    """Verifies callers of the service's public RPCs (`meshkit.access`); None: no public RPC."""
 
 
 class _RunningService:
@@ -73,7 +76,12 @@ class _RunningService:
         )
         self.server = grpc.aio.server(
             # Metrics outermost, so they count the status the safe edge settles on.
-            interceptors=[RpcMetricsInterceptor(spec.metrics.registry), SafeEdgeInterceptor()],
+            # Access innermost: its refusals are statuses the safe edge lets through.
+            interceptors=[
+                RpcMetricsInterceptor(spec.metrics.registry),
+                SafeEdgeInterceptor(),
+                *([spec.access] if spec.access is not None else []),
+            ],
             options=[
                 # Without this, a second server on a taken port binds silently and
                 # steals half the traffic instead of failing.

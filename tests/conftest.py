@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from devmesh.tokens import LocalIssuer
+from tools.proof.gateway import Metadata
+from tools.proof.tokens import operator_metadata
+
 # `WEATHER_DATASET` moves it (e.g. for a git worktree that is not beside `shared/`).
 WEATHER_DATASET = Path(
     os.environ.get(
@@ -40,3 +44,17 @@ def odd_photos(weather_dataset: Path) -> list[Path]:
     ]
     largest = max(rows, key=lambda row: int(row["width"]) * int(row["height"]))
     return [weather_dataset / row["path"] for row in [*odd, largest]]
+
+
+@pytest.fixture(scope="session")
+def local_issuer(tmp_path_factory: pytest.TempPathFactory) -> LocalIssuer:
+    """The identity provider the test meshes trust: a key pair made for this session."""
+    issuer = LocalIssuer(tmp_path_factory.mktemp("identity"))
+    issuer.ensure_key()
+    return issuer
+
+
+@pytest.fixture(scope="session")
+def operator(local_issuer: LocalIssuer) -> Metadata:
+    """gRPC metadata of an operator, for the calls only a signed-in caller may make."""
+    return operator_metadata(local_issuer)

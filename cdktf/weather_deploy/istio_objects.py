@@ -8,6 +8,9 @@ What differs per environment is set here, on copies:
 - the public host: the host an edge `Gateway` serves in the files is a placeholder for the
   environment's domain, replaced in Gateway and VirtualService hosts and in exact CORS origins;
 - the trace sampling percentage of every `Telemetry` tracing entry.
+
+The edge's token rule (issuer, audience, JWKS URI of the RequestAuthentication) is read from
+here for the services too (`edge_token_rule`): they verify tokens exactly as the edge does.
 """
 
 from __future__ import annotations
@@ -45,6 +48,16 @@ def load_istio_objects(folder: Path) -> list[Manifest]:
                 raise ValueError(f"{path}: a document that is not a Kubernetes object")
             objects.append(document)
     return objects
+
+
+def edge_token_rule(objects: Iterable[Manifest]) -> Manifest:
+    """The one jwtRule of the one RequestAuthentication (the edge's): refused otherwise, since
+    the services can only verify tokens one way."""
+    found = [obj for obj in objects if obj.get("kind") == "RequestAuthentication"]
+    if len(found) != 1 or len(found[0]["spec"].get("jwtRules", [])) != 1:
+        raise ValueError("istio/ must hold one RequestAuthentication with one jwtRule")
+    rule: Manifest = found[0]["spec"]["jwtRules"][0]
+    return rule
 
 
 def load_istiod_values(folder: Path) -> Manifest:

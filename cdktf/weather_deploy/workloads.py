@@ -15,7 +15,8 @@ from typing import Any
 from weather_deploy.charts import JAEGER_OTLP, NATS_CLIENT, NATS_MONITOR
 from weather_deploy.config import Environment, ServiceName, Workload
 from weather_deploy.contract import APP_NAMESPACE, STABLE, pod_labels
-from weather_deploy.service_config import ServiceEnvironment
+from weather_deploy.istio_objects import ISTIO_DIR, edge_token_rule, load_istio_objects
+from weather_deploy.service_config import ServiceEnvironment, settings_class
 
 Manifest = dict[str, Any]
 
@@ -37,7 +38,22 @@ def cluster_settings(env: Environment, service: ServiceName) -> dict[str, Any]:
         "grpc_host": ALL_INTERFACES,
         "metrics_host": ALL_INTERFACES,
         "nats_url": f"nats://{NATS_CLIENT.address}",
+        **token_settings(service),
         **env.service_overrides.get(service, {}),
+    }
+
+
+def token_settings(service: ServiceName) -> dict[str, Any]:
+    """A service with public RPCs verifies tokens with the edge's issuer, audience and keys
+    (`istio/request-authentication.yaml`); anonymous demo mode stays at its default, off."""
+    if "auth_issuer" not in settings_class(service).model_fields:
+        return {}
+    rule = edge_token_rule(load_istio_objects(ISTIO_DIR))
+    (audience,) = rule["audiences"]
+    return {
+        "auth_issuer": rule["issuer"],
+        "auth_audience": audience,
+        "auth_jwks_uri": rule["jwksUri"],
     }
 
 

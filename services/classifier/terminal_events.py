@@ -23,6 +23,7 @@ def terminal_event(queued: events_pb2.JobEvent) -> events_pb2.JobEvent:
         job_id=queued.job_id,
         image_sha256=queued.image_sha256,
         filename=queued.filename or queued.queued.filename,
+        owner=queued.owner,
     )
     event.submitted_at.CopyFrom(queued.submitted_at)
     event.occurred_at.FromDatetime(datetime.now(UTC))

@@ -6,6 +6,7 @@ from functools import partial
 
 from prometheus_client import Counter
 
+from meshkit.access import AccessInterceptor
 from meshkit.broker_layout import BrokerSetup
 from meshkit.metrics import ServiceMetrics
 from meshkit.nats import NatsConnection
@@ -48,6 +49,7 @@ def build(settings: DispatcherSettings) -> ServiceDefinition:
         register=partial(dispatcher_pb2_grpc.add_DispatcherServiceServicer_to_server, servicer),
         dependencies=[nats_connection],
         metrics=metrics,
+        access=AccessInterceptor.from_settings(settings),
     )
 
 

@@ -1,4 +1,9 @@
-"""The DispatcherService RPC handlers: the edge where domain errors become gRPC statuses."""
+"""The DispatcherService RPC handlers: the edge where domain errors become gRPC statuses.
+
+Who may call is settled before a handler runs (`meshkit.access`). A job belongs to the
+subject that submitted it; GetJob and WatchJob need no more than the job id, which works as
+a capability: 128 random bits, known only to whoever submitted the job or was given its id.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from meshkit.access import current_caller
 from meshkit.errors import IMAGE_STATUSES, StatusFor, status_on_error
 from meshkit.request_fields import InvalidFieldError
 from services.dispatcher.jobs import (
@@ -37,7 +43,12 @@ class DispatcherService(dispatcher_pb2_grpc.DispatcherServiceServicer):
         self, request: dispatcher_pb2.SubmitRequest, context: Context
     ) -> dispatcher_pb2.SubmitResponse:
         async with status_on_error(context, STATUSES):
-            job = await self._jobs.submit(request.image, request.filename, request.idempotency_key)
+            job = await self._jobs.submit(
+                request.image,
+                request.filename,
+                request.idempotency_key,
+                owner=current_caller().subject,
+            )
         return dispatcher_pb2.SubmitResponse(job=job)
 
     async def GetJob(

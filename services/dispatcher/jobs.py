@@ -146,8 +146,11 @@ class JobBook:
             bucket = self._buckets[name] = await js.key_value(name)
         return bucket
 
-    async def submit(self, image: bytes, filename: str, idempotency_key: str) -> job_pb2.Job:
-        """Validate, store once, and queue the photo (or answer from the result cache)."""
+    async def submit(
+        self, image: bytes, filename: str, idempotency_key: str, owner: str = ""
+    ) -> job_pb2.Job:
+        """Validate, store once, and queue the photo (or answer from the result cache).
+        `owner` is the submitter's verified subject ("" for an anonymous demo caller)."""
         filename = display_text(filename, "filename", MAX_FILENAME_BYTES)
         checked_key(idempotency_key, "idempotency_key", MAX_IDEMPOTENCY_KEY_BYTES)
         image_sha256 = await asyncio.to_thread(
@@ -158,7 +161,7 @@ class JobBook:
             js = self._jetstream()
             if idempotency_key:
                 record = IdempotencyRecord(job_id, image_sha256, submitted_at)
-                claimed = await self._claim(js, idempotency_key, record)
+                claimed = await self._claim(js, idempotency_key, owner, record)
                 if claimed.image_sha256 != image_sha256:
                     raise IdempotencyConflictError(
                         "the idempotency key was already used for a different image "
@@ -169,7 +172,9 @@ class JobBook:
                     return job_from_event(existing.event)
                 # The first attempt stopped before publishing: finish it under its job id.
                 job_id, submitted_at = claimed.job_id, claimed.submitted_at
-            event = events_pb2.JobEvent(job_id=job_id, image_sha256=image_sha256, filename=filename)
+            event = events_pb2.JobEvent(
+                job_id=job_id, image_sha256=image_sha256, filename=filename, owner=owner
+            )
             event.submitted_at.FromDatetime(submitted_at)
             # The Submit span is the root of the job's trace: make it findable by job.
             trace.get_current_span().set_attributes({JOB_ID: job_id, IMAGE_SHA256: image_sha256})
@@ -203,11 +208,11 @@ class JobBook:
         return job_from_event(event)
 
     async def _claim(
-        self, js: JetStreamContext, idempotency_key: str, record: IdempotencyRecord
+        self, js: JetStreamContext, idempotency_key: str, owner: str, record: IdempotencyRecord
     ) -> IdempotencyRecord:
-        """Atomically bind the key to `record`, or return what it is already bound to."""
+        """Atomically bind the owner's key to `record`, or return what it is already bound to."""
         bucket = await self._bucket(js, IDEMPOTENCY_BUCKET)
-        key = idempotency_kv_key(idempotency_key)
+        key = idempotency_kv_key(idempotency_key, owner)
         try:
             await bucket.create(key, record.encode())
         except KeyWrongLastSequenceError:

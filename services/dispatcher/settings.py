@@ -7,11 +7,12 @@ from pydantic_settings import SettingsConfigDict
 
 from meshkit.broker_layout import BrokerSettings
 from meshkit.contract_constants import MAX_UPLOAD_BYTES
+from meshkit.identity import IdentitySettings
 from meshkit.settings import NatsSettings, Port, ServiceSettings
 from weather.v1 import defaults_pb2
 
 
-class DispatcherSettings(ServiceSettings, NatsSettings, BrokerSettings):
+class DispatcherSettings(ServiceSettings, NatsSettings, BrokerSettings, IdentitySettings):
     model_config = SettingsConfigDict(env_prefix="DISPATCHER_", frozen=True, extra="ignore")
 
     grpc_port: Port = Field(

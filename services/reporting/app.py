@@ -8,6 +8,7 @@ from functools import partial
 from prometheus_client import Counter
 from psycopg_pool import AsyncConnectionPool
 
+from meshkit.access import AccessInterceptor
 from meshkit.broker_layout import JOBS_STREAM, BrokerSetup
 from meshkit.metrics import QueueLagProbe, ServiceMetrics
 from meshkit.nats import NatsConnection
@@ -71,6 +72,7 @@ def build(settings: ReportingSettings) -> ServiceDefinition:
         dependencies=[nats_connection, database],
         workers=[consumer, queue_lag],
         metrics=metrics,
+        access=AccessInterceptor.from_settings(settings),
     )
 
 

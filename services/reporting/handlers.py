@@ -2,13 +2,17 @@
 
 Domain errors become gRPC status codes here, once: a client's mistake is
 INVALID_ARGUMENT, a database that cannot be reached is UNAVAILABLE (worth a retry).
+Who may call is settled before (`meshkit.access`: GetStats is operator-only); ListJobs
+answers a viewer with their own jobs and an operator with everyone's.
 """
 
 from __future__ import annotations
 
 import grpc
 
+from meshkit.access import current_caller
 from meshkit.errors import StatusFor, status_on_error
+from meshkit.identity import Role
 from meshkit.job_messages import classification_message
 from meshkit.job_states import JOB_STATE_OF_KIND
 from services.reporting.query import (
@@ -68,7 +72,9 @@ class ReportingService(reporting_pb2_grpc.ReportingServiceServicer):
         self, request: reporting_pb2.ListJobsRequest, context: Context
     ) -> reporting_pb2.ListJobsResponse:
         async with status_on_error(context, STATUSES):
-            page = jobs_page(request, self._page_token_key)
+            caller = current_caller()
+            owner = None if caller.role >= Role.OPERATOR else caller.subject
+            page = jobs_page(request, self._page_token_key, owner)
             rows = await self._store.list_jobs(page)
         response = reporting_pb2.ListJobsResponse(jobs=[job_of(row) for row in rows[: page.size]])
         if len(rows) > page.size:
@@ -86,6 +92,7 @@ def job_of(row: JobRow) -> job_pb2.Job:
         image_sha256=row.image_sha256,
         filename=row.filename,
         error_message=row.error_message or "",
+        owner=row.owner,
     )
     job.submitted_at.FromDatetime(row.submitted_at)
     if row.finished_at is not None:

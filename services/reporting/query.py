@@ -74,6 +74,8 @@ class Window:
 
 @dataclass(frozen=True)
 class JobFilter:
+    owner: str | None = None
+    """Only this owner's jobs (a viewer's listing); None: everyone's (an operator's)."""
     label: str | None = None
     state: str | None = None
     window: Window = Window()
@@ -111,9 +113,12 @@ def stats_window(request: reporting_pb2.GetStatsRequest) -> Window:
     return window_of(request.window if request.HasField("window") else None)
 
 
-def jobs_page(request: reporting_pb2.ListJobsRequest, token_key: bytes) -> JobsPage:
+def jobs_page(
+    request: reporting_pb2.ListJobsRequest, token_key: bytes, owner: str | None = None
+) -> JobsPage:
     """Validate a ListJobs request: page size, filters, and the page token against them
-    (authenticated with `token_key`)."""
+    (authenticated with `token_key`). `owner` limits the listing to one owner's jobs, and
+    is part of the filters a page token is bound to: a token never pages someone else's."""
     if request.page_size < 0 or request.page_size > MAX_PAGE_SIZE:
         raise InvalidRequestError(
             f"page_size must be between 1 and {MAX_PAGE_SIZE} (0 means {DEFAULT_PAGE_SIZE}); "
@@ -129,6 +134,7 @@ def jobs_page(request: reporting_pb2.ListJobsRequest, token_key: bytes) -> JobsP
             raise InvalidRequestError(f"unknown job state {request.state}")
         state = KIND_OF_JOB_STATE[request.state]
     job_filter = JobFilter(
+        owner=owner,
         label=label or None,
         state=state,
         window=window_of(request.window if request.HasField("window") else None),
@@ -143,6 +149,7 @@ def filter_digest(job_filter: JobFilter) -> bytes:
     """A short fingerprint of the filters, so a token is only reused with its own filters."""
     window = job_filter.window
     parts = (
+        "" if job_filter.owner is None else "owner:" + job_filter.owner,
         job_filter.label or "",
         job_filter.state or "",
         window.start.isoformat() if window.start else "",

@@ -6,6 +6,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from meshkit.broker_layout import BrokerSettings
+from meshkit.identity import IdentitySettings
 from meshkit.settings import NatsSettings, Port, ServiceSettings
 from weather.v1 import defaults_pb2
 
@@ -15,7 +16,7 @@ it, so paging works behind a load balancer, but anyone who reads this file can f
 Fine for `make up`; a cluster sets REPORTING_PAGE_TOKEN_SECRET from a Secret."""
 
 
-class ReportingSettings(ServiceSettings, NatsSettings, BrokerSettings):
+class ReportingSettings(ServiceSettings, NatsSettings, BrokerSettings, IdentitySettings):
     """Reporting declares the broker too (it may be the first service up on an empty
     server), so it carries the broker's limits; give it the same values as the others."""
 

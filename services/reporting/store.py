@@ -43,11 +43,11 @@ ON CONFLICT (event_id) DO NOTHING
 UPSERT_JOB = """
 INSERT INTO jobs (
     id, image_sha256, filename, state, label, confidence, scores, model_version, from_cache,
-    submitted_at, finished_at, latency_ms, error_message, failure_kind
+    submitted_at, finished_at, latency_ms, error_message, failure_kind, owner
 ) VALUES (
     %(job_id)s, %(image_sha256)s, %(filename)s, %(state)s, %(label)s, %(confidence)s,
     %(scores)s, %(model_version)s, %(from_cache)s, %(submitted_at)s, %(finished_at)s,
-    %(latency_ms)s, %(error_message)s, %(failure_kind)s
+    %(latency_ms)s, %(error_message)s, %(failure_kind)s, %(owner)s
 )
 ON CONFLICT (id) DO UPDATE SET
     image_sha256 = COALESCE(NULLIF(EXCLUDED.image_sha256, ''), jobs.image_sha256),
@@ -71,7 +71,7 @@ SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 
 JOB_COLUMNS = sql.SQL(
     "id, image_sha256, filename, state, label, confidence, scores, model_version, "
-    "submitted_at, finished_at, error_message"
+    "submitted_at, finished_at, error_message, owner"
 )
 
 
@@ -143,6 +143,7 @@ def event_record(event: events_pb2.JobEvent, stream_sequence: int | None = None)
         "latency_ms": None,
         "error_message": None,
         "failure_kind": None,
+        "owner": event.owner,
     }
     if kind != "queued":
         job["finished_at"] = occurred_at
@@ -181,6 +182,7 @@ class JobRow:
     submitted_at: datetime
     finished_at: datetime | None
     error_message: str | None
+    owner: str = ""
 
 
 @dataclass(frozen=True)
@@ -312,6 +314,8 @@ def _list_query(page: JobsPage) -> tuple[sql.Composed, list[Any]]:
 
 def _filter_conditions(job_filter: JobFilter) -> list[sql.Composable]:
     conditions: list[sql.Composable] = []
+    if job_filter.owner is not None:
+        conditions.append(sql.SQL("owner = %s"))
     if job_filter.label is not None:
         conditions.append(sql.SQL("label = %s"))
     if job_filter.state is not None:
@@ -326,6 +330,7 @@ def _filter_conditions(job_filter: JobFilter) -> list[sql.Composable]:
 def _filter_params(job_filter: JobFilter) -> list[Any]:
     """The values for `_filter_conditions`, in the same order."""
     candidates = (
+        job_filter.owner,
         job_filter.label,
         job_filter.state,
         job_filter.window.start,

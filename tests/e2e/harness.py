@@ -24,6 +24,8 @@ from pathlib import Path
 import pytest
 
 from devmesh.ports import free_port
+from devmesh.settings import MeshSettings
+from devmesh.tokens import LocalIssuer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "e2e"
@@ -54,6 +56,11 @@ class RunningMesh:
     process: subprocess.Popen[str]
     ports: dict[str, int]
     lines: list[str]
+    issuer: LocalIssuer
+    """The mesh's own identity provider (its key is in the mesh's data dir)."""
+
+    def token(self, subject: str, role: str = "viewer") -> str:
+        return self.issuer.mint(subject, role)
 
     @property
     def gateway(self) -> str:
@@ -106,7 +113,7 @@ def start_mesh(services: str, log_name: str) -> Iterator[RunningMesh]:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    mesh = RunningMesh(process, ports, [])
+    mesh = RunningMesh(process, ports, [], MeshSettings(devmesh_data_dir=data_dir).local_issuer())
 
     def read() -> None:
         assert process.stdout is not None

@@ -22,11 +22,15 @@ pytestmark = pytest.mark.timeout(600)  # a mesh start plus a 75 s stream
 FOREIGN_ORIGIN = "http://foreign.example"
 LONG_STREAM_SECONDS = 75
 # GetStats with an empty request: one gRPC-Web frame, flag 0, length 0.
-GRPC_WEB_FETCH = """async (url) => {
+GRPC_WEB_FETCH = """async ([url, token]) => {
     try {
         const response = await fetch(url + "/weather.v1.ReportingService/GetStats", {
             method: "POST",
-            headers: {"content-type": "application/grpc-web+proto", "x-grpc-web": "1"},
+            headers: {
+                "content-type": "application/grpc-web+proto",
+                "x-grpc-web": "1",
+                "authorization": "Bearer " + token,
+            },
             body: new Uint8Array([0, 0, 0, 0, 0]),
         });
         const body = new TextDecoder("latin1").decode(await response.arrayBuffer());
@@ -44,7 +48,7 @@ def mesh() -> Iterator[RunningMesh]:
 
 def test_the_api_answers_the_ui_origin(page: Page, mesh: RunningMesh) -> None:
     page.goto(mesh.gateway + "/")
-    result = page.evaluate(GRPC_WEB_FETCH, mesh.gateway)
+    result = page.evaluate(GRPC_WEB_FETCH, [mesh.gateway, mesh.token("e2e-operator", "operator")])
     assert result == {"ok": True, "status": 200, "trailers": True}
 
 
@@ -58,7 +62,7 @@ def test_a_page_from_an_origin_off_the_allow_list_cannot_call_the_api(
     page.goto(FOREIGN_ORIGIN + "/")
     upstream_before = mesh.envoy_stat("cluster.reporting.upstream_rq_total")
 
-    result = page.evaluate(GRPC_WEB_FETCH, mesh.gateway)
+    result = page.evaluate(GRPC_WEB_FETCH, [mesh.gateway, mesh.token("e2e-operator", "operator")])
 
     assert result["ok"] is False, result
     assert "Failed to fetch" in result["error"]

@@ -31,8 +31,15 @@ def mesh() -> Iterator[RunningMesh]:
 
 
 def _open(page: Page, mesh: RunningMesh, view: str = "classify") -> None:
+    """The view, signed in as an operator (who may open every view)."""
     page.goto(f"{mesh.gateway}/#{view}")
+    page.evaluate(
+        "token => sessionStorage.setItem('weather-mesh.token', token)",
+        mesh.token("e2e-operator", "operator"),
+    )
+    page.reload()
     expect(page.get_by_role("heading", level=1, name="weather-mesh")).to_be_visible()
+    expect(page.get_by_test_id("session-role")).to_have_text("operator")
 
 
 def _stats_succeeded(page: Page, mesh: RunningMesh) -> int:
@@ -225,3 +232,44 @@ def test_history_pages_through_jobs_with_older_and_newer(
     page.get_by_role("button", name="Newer").click()
     expect(page.locator("#history-page")).to_have_text("Page 1")
     expect(page.get_by_role("button", name="Newer")).to_be_disabled()
+
+
+def test_signing_in_shows_who_you_are_and_the_stats_only_to_operators(
+    page: Page, mesh: RunningMesh
+) -> None:
+    page.goto(f"{mesh.gateway}/#stats")
+    nav = page.get_by_role("navigation", name="Views")
+    # Anonymous (the demo mode of `make up`): classify only.
+    expect(page.locator("#view-classify")).to_be_visible()
+    expect(nav.get_by_role("link", name="Stats")).to_be_hidden()
+    expect(nav.get_by_role("link", name="History")).to_be_hidden()
+
+    page.get_by_label("Token").fill(mesh.token("alice"))
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_test_id("session-user")).to_have_text("alice")
+    expect(page.get_by_test_id("session-role")).to_have_text("viewer")
+    expect(nav.get_by_role("link", name="History")).to_be_visible()
+    expect(nav.get_by_role("link", name="Stats")).to_be_hidden()
+    page.goto(f"{mesh.gateway}/#stats")
+    expect(page.locator("#view-stats")).to_be_hidden()
+    expect(page.locator("#view-classify")).to_be_visible()
+
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_label("Token").fill(mesh.token("olivia", "operator"))
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_test_id("session-user")).to_have_text("olivia")
+    nav.get_by_role("link", name="Stats").click()
+    expect(page.locator("#view-stats")).to_be_visible()
+    expect(page.locator("#stats-total")).to_have_text(re.compile(r"^\d+$"))
+
+
+def test_the_token_is_kept_for_the_tab_only(page: Page, mesh: RunningMesh) -> None:
+    page.goto(f"{mesh.gateway}/")
+    page.get_by_label("Token").fill(mesh.token("alice"))
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_test_id("session-user")).to_have_text("alice")
+    assert page.evaluate("Object.keys(localStorage).length") == 0
+    other_tab = page.context.new_page()
+    other_tab.goto(f"{mesh.gateway}/")
+    expect(other_tab.get_by_label("Token")).to_be_visible()
+    expect(other_tab.locator("#signed-in")).to_be_hidden()

@@ -28,6 +28,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from devmesh.nats import NatsServer
 from devmesh.ports import free_port
 from devmesh.postgres import UNSAFE_FAST_SETTINGS, PostgresServer
+from devmesh.tokens import LocalIssuer
 
 # The PostgreSQL directory must be enterable by the unprivileged user postgres runs as
 # when the tests run as root; pytest's own tmp dirs are 0700, so we make our own.
@@ -163,7 +164,7 @@ FAST_RECOVERY_SETTINGS = {
 
 
 @pytest.fixture
-def start_service(tmp_path: Path) -> Iterator[StartService]:
+def start_service(tmp_path: Path, local_issuer: LocalIssuer) -> Iterator[StartService]:
     """Factory: `start_service("dispatcher", env={...}, nats_url=..., **settings)`.
 
     Settings become `<NAME>_<SETTING>` environment variables; `env` adds others (such as
@@ -178,6 +179,9 @@ def start_service(tmp_path: Path) -> Iterator[StartService]:
             **os.environ,
             "TF_CPP_MIN_LOG_LEVEL": "2",
             **{prefix + key: value for key, value in FAST_RECOVERY_SETTINGS.items()},
+            # As `make up` runs them: tokens from the session's issuer, anonymous demo on.
+            f"{prefix}AUTH_JWKS_FILE": str(local_issuer.jwks_path),
+            f"{prefix}AUTH_ANONYMOUS_DEMO": "true",
             f"{prefix}GRPC_PORT": str(grpc_port),
             f"{prefix}METRICS_PORT": str(metrics_port),
             **{prefix + key.upper(): value for key, value in settings.items()},

@@ -29,6 +29,7 @@ from tools.proof.jobs import JobsClient
 from tools.proof.mesh import LocalMesh, wait_serving
 from tools.proof.photos import DistinctPhotos, dataset_jpegs
 from tools.proof.report import MIB, table, write_json
+from tools.proof.tokens import operator_metadata
 
 EXIT_OK = 0
 EXIT_JOBS_LOST = 1
@@ -142,7 +143,9 @@ async def run_chaos(mesh: LocalMesh, arguments: argparse.Namespace) -> list[Phas
     endpoints = mesh.endpoints
     stream = SteadyStream(endpoints, DistinctPhotos(paths, f"chaos-{tag}"), arguments.rate)
     streaming = asyncio.create_task(stream.run())
-    client = JobsClient(NativeTransport(endpoints.gateway), rpc_timeout=10.0)
+    # The accounting lists every job: an operator's listing (tools.proof.tokens).
+    operator = operator_metadata(mesh.settings.local_issuer(), "chaos-operator")
+    client = JobsClient(NativeTransport(endpoints.gateway), rpc_timeout=10.0, metadata=operator)
     context = FaultContext(
         mesh=mesh,
         stream=stream,

@@ -24,6 +24,9 @@ DOCUMENTED_CODES = frozenset(
         "UNAVAILABLE",
         "UNIMPLEMENTED",
         "DEADLINE_EXCEEDED",
+        # README "Sign in": no valid token, or a role that lacks the right.
+        "UNAUTHENTICATED",
+        "PERMISSION_DENIED",
     }
 )
 FORBIDDEN_CODES = frozenset({"INTERNAL", "UNKNOWN"})

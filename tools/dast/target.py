@@ -8,9 +8,11 @@ from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from devmesh.tokens import LocalIssuer
 from tools.dast.checks import CaseResult, judge
 from tools.proof.gateway import NativeTransport, Transport, WebTransport
 from tools.proof.mesh import Endpoints
+from tools.proof.tokens import operator_metadata
 
 MAX_CALLS_IN_FLIGHT = 4
 Answer = TypeVar("Answer")
@@ -18,11 +20,16 @@ Answer = TypeVar("Answer")
 
 @dataclass
 class Target:
+    """`issuer` is the identity provider the mesh trusts: every case outside the auth
+    category is sent as an operator, so that it reaches the code it means to test."""
+
     endpoints: Endpoints
     rng: random.Random
+    issuer: LocalIssuer
     call_deadline: float = 10.0
 
     def __post_init__(self) -> None:
+        self.operator = operator_metadata(self.issuer, "dast-operator")
         self.native = NativeTransport(self.endpoints.gateway)
         self.web = WebTransport(self.endpoints.host, self.endpoints.gateway_port)
         self.web_text = WebTransport(self.endpoints.host, self.endpoints.gateway_port, text=True)
@@ -49,7 +56,7 @@ async def judged(
 
     async def one(case: str, transport: Transport, method: str, message: bytes) -> CaseResult:
         outcome = await target.bounded(
-            transport.call(method, message, deadline=target.call_deadline)
+            transport.call(method, message, deadline=target.call_deadline, metadata=target.operator)
         )
         return judge(
             CaseResult(category, case, transport.name, method, outcome.code, outcome.message)

@@ -6,8 +6,9 @@ cannot hold on one machine without a cluster is changed, and `ADAPTED` lists eve
 field (the tests assert nothing else differs):
 
 - the image: `<registry>/weather-mesh/<name>:${var.image_tag}` -> the image built here;
-- in-cluster addresses (NATS, OTLP) -> local ones, in ConfigMaps and `env`; the Secret's values
-  (a Terraform token for the database URL and the page-token key) -> values given here;
+- in-cluster addresses (NATS, OTLP) and the identity provider's JWKS URI -> local ones, in
+  ConfigMaps and `env`; the Secret's values (a Terraform token for the database URL and the
+  page-token key) -> values given here;
 - ports: every pod shares the host's network, so each container port moves to a free one,
   in its ConfigMap (or, for the UI, the image's port variable) and in its probes;
 - names podman keeps machine-wide (pods, secrets, volumes) get a run suffix;
@@ -70,7 +71,7 @@ class LocalMachine:
     image_refs: Mapping[str, str]
     """Image name (`dispatcher`, `ui`, ...) -> reference of the image built here."""
     addresses: Mapping[str, str]
-    """In-cluster `host:port` -> local `host:port` (NATS, the OTLP receiver)."""
+    """In-cluster address -> local one (NATS, the OTLP receiver, the JWKS URI)."""
     secret_values: Mapping[str, str]
     """Secret key -> value here, for every key whose synthesized value is a Terraform token."""
     suffix: str

@@ -32,13 +32,18 @@ class JobsClient:
 
     transport: Transport
     rpc_timeout: float = 30.0
+    metadata: Metadata = ()
+    """Sent with every call: a signed-in caller's token (`tools.proof.tokens`)."""
 
     async def submit(
         self, photo: Photo, metadata: Metadata = ()
     ) -> tuple[Outcome, job_pb2.Job | None]:
         request = dispatcher_pb2.SubmitRequest(image=photo.image, filename=photo.filename)
         outcome = await self.transport.call(
-            SUBMIT, request.SerializeToString(), deadline=self.rpc_timeout, metadata=metadata
+            SUBMIT,
+            request.SerializeToString(),
+            deadline=self.rpc_timeout,
+            metadata=[*self.metadata, *metadata],
         )
         if not outcome.ok or not outcome.messages:
             return outcome, None
@@ -48,7 +53,7 @@ class JobsClient:
         """Every state the stream reported; it ends by itself at a terminal state."""
         request = dispatcher_pb2.WatchJobRequest(job_id=job_id)
         outcome = await self.transport.call(
-            WATCH_JOB, request.SerializeToString(), deadline=deadline
+            WATCH_JOB, request.SerializeToString(), deadline=deadline, metadata=self.metadata
         )
         return outcome, [
             dispatcher_pb2.WatchJobResponse.FromString(message).job for message in outcome.messages
@@ -57,7 +62,7 @@ class JobsClient:
     async def get_job(self, job_id: str) -> tuple[Outcome, job_pb2.Job | None]:
         request = dispatcher_pb2.GetJobRequest(job_id=job_id)
         outcome = await self.transport.call(
-            GET_JOB, request.SerializeToString(), deadline=self.rpc_timeout
+            GET_JOB, request.SerializeToString(), deadline=self.rpc_timeout, metadata=self.metadata
         )
         if not outcome.ok or not outcome.messages:
             return outcome, None
@@ -68,7 +73,10 @@ class JobsClient:
     ) -> tuple[Outcome, reporting_pb2.ListJobsResponse | None]:
         request = reporting_pb2.ListJobsRequest(page_size=page_size, page_token=page_token)
         outcome = await self.transport.call(
-            LIST_JOBS, request.SerializeToString(), deadline=self.rpc_timeout
+            LIST_JOBS,
+            request.SerializeToString(),
+            deadline=self.rpc_timeout,
+            metadata=self.metadata,
         )
         if not outcome.ok or not outcome.messages:
             return outcome, None

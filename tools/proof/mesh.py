@@ -165,6 +165,7 @@ class LocalMesh:
         """Start everything in the runner's order; raise if a service is not SERVING in time."""
         await asyncio.to_thread(self.nats.start)
         await asyncio.to_thread(self.postgres.start)
+        await asyncio.to_thread(self.settings.local_issuer().ensure_key)
         environment = {
             **os.environ,
             "TF_CPP_MIN_LOG_LEVEL": "2",

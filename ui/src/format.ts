@@ -46,9 +46,10 @@ export function describeError(error: unknown, action: string): string {
       return `Cancelled before we could ${action}.`;
     case Code.Unimplemented:
       return `The service doesn't offer this yet, so we could not ${action}.`;
-    case Code.PermissionDenied:
     case Code.Unauthenticated:
-      return `You are not allowed to ${action}.${said}`;
+      return `Sign in (or sign in again) to ${action}.${said}`;
+    case Code.PermissionDenied:
+      return `Your role does not allow you to ${action}.${said}`;
     default:
       return `Something went wrong while trying to ${action}. Try again in a moment.${said}`;
   }

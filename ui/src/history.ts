@@ -22,9 +22,13 @@ export function setupHistory(api: Api): { load: () => Promise<void> } {
   let tokens: string[] = [""];
   let page = 0;
   let nextToken = "";
+  // Only the latest request may fill the table: an answer to an earlier filter that arrives
+  // late must not overwrite the answer to the current one.
+  let latest = 0;
 
   async function fetchPage(index: number): Promise<void> {
     hide(error);
+    const request = ++latest;
     try {
       const response = await api.reporting.listJobs({
         pageSize: PAGE_SIZE,
@@ -32,6 +36,7 @@ export function setupHistory(api: Api): { load: () => Promise<void> } {
         label: labelFilter.value,
         state: Number(stateFilter.value) as JobState,
       });
+      if (request !== latest) return;
       page = index;
       nextToken = response.nextPageToken;
       if (nextToken) tokens[index + 1] = nextToken;

@@ -15,6 +15,7 @@ import pytest
 from devmesh.envoy import EnvoyProxy, GatewayConfig
 from devmesh.ports import free_port
 from devmesh.static import StaticSite
+from devmesh.tokens import LocalIssuer
 
 UI_ORIGIN = "http://localhost:8080"
 ECHO = "/weather.v1.DispatcherService/Echo"
@@ -40,6 +41,9 @@ def upstream() -> Iterator[int]:
 
 
 def _gateway(tmp_path: Path, dispatcher_port: int, ui_port: int | None = None) -> EnvoyProxy:
+    """Anonymous demo mode (these tests are about routing, not tokens): keys of a throwaway
+    issuer, since none is ever presented."""
+    issuer = LocalIssuer(tmp_path / "identity")
     return EnvoyProxy(
         GatewayConfig(
             listener_port=free_port(),
@@ -48,6 +52,8 @@ def _gateway(tmp_path: Path, dispatcher_port: int, ui_port: int | None = None) -
             reporting_port=free_port(),
             allowed_origins=[UI_ORIGIN, "http://127.0.0.1:8080"],
             ui_port=ui_port or free_port(),
+            jwks_file=issuer.ensure_key(),
+            anonymous_demo=True,
         ),
         config_path=tmp_path / "envoy.yaml",
         log_path=tmp_path / "envoy.log",

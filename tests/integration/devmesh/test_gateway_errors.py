@@ -25,6 +25,7 @@ import pytest
 
 from devmesh.envoy import EnvoyProxy, GatewayConfig
 from devmesh.ports import free_port
+from devmesh.tokens import LocalIssuer
 from weather.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 
 UI_ORIGIN = "http://localhost:8080"
@@ -36,7 +37,9 @@ StartService = Any  # tests/integration/conftest.py
 
 
 @pytest.fixture
-def gateway(nats_server: Any, start_service: StartService, tmp_path: Path) -> Iterator[EnvoyProxy]:
+def gateway(
+    nats_server: Any, start_service: StartService, tmp_path: Path, local_issuer: LocalIssuer
+) -> Iterator[EnvoyProxy]:
     dispatcher = start_service("dispatcher", nats_url=nats_server.url)
     dispatcher.wait_serving()
     proxy = EnvoyProxy(
@@ -47,6 +50,8 @@ def gateway(nats_server: Any, start_service: StartService, tmp_path: Path) -> It
             reporting_port=free_port(),
             allowed_origins=[UI_ORIGIN],
             ui_port=free_port(),
+            jwks_file=local_issuer.jwks_path,
+            anonymous_demo=True,
         ),
         config_path=tmp_path / "envoy.yaml",
         log_path=tmp_path / "envoy.log",

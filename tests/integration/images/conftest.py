@@ -7,7 +7,10 @@ infrastructure comes from the same launchers as every integration test (devmesh)
 
 from __future__ import annotations
 
+import functools
+import http.server
 import secrets
+import threading
 import time
 import urllib.request
 import uuid
@@ -23,6 +26,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from devmesh.nats import NatsServer
 from devmesh.ports import free_port
 from devmesh.postgres import PostgresServer
+from devmesh.tokens import LocalIssuer
 from tests.integration.images.containers import (
     SERVING,
     Container,
@@ -35,7 +39,10 @@ from tests.integration.images.otlp_sink import SpanSink
 from tools.images.kube_play import LocalMachine, adapt
 from tools.images.names import SERVICES, UI_IMAGE_NAME, image_ref, image_tag
 from tools.images.podman import image_id
+from tools.proof.gateway import Metadata
+from tools.proof.tokens import operator_metadata
 from weather_deploy.charts import JAEGER_OTLP, NATS_CLIENT
+from weather_deploy.istio_objects import ISTIO_DIR, edge_token_rule, load_istio_objects
 
 # A cold classifier imports TensorFlow and loads its model: generous, never a timing test.
 SERVING_TIMEOUT_SECONDS = 300.0
@@ -78,11 +85,52 @@ def answers_http(port: int) -> Callable[[], bool]:
     return check
 
 
+@pytest.fixture(scope="session")
+def cluster_token_rule() -> dict[str, Any]:
+    """The edge's token rule (issuer, audiences, JWKS URI) the Deployments are given."""
+    return edge_token_rule(load_istio_objects(ISTIO_DIR))
+
+
+@pytest.fixture(scope="session")
+def cluster_issuer(
+    cluster_token_rule: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> LocalIssuer:
+    """Stands in for the cluster's identity provider: the same issuer and audience, a key
+    made for this session (the played services fetch its JWKS from `cluster_jwks`)."""
+    (audience,) = cluster_token_rule["audiences"]
+    issuer = LocalIssuer(
+        tmp_path_factory.mktemp("cluster-identity"), cluster_token_rule["issuer"], audience
+    )
+    issuer.ensure_key()
+    return issuer
+
+
+@pytest.fixture(scope="session")
+def cluster_jwks(cluster_issuer: LocalIssuer) -> Iterator[str]:
+    """The stand-in provider's JWKS over HTTP on loopback (pods share the host's network)."""
+    directory = str(cluster_issuer.jwks_path.parent)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=directory)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/{cluster_issuer.jwks_path.name}"
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def cluster_operator(cluster_issuer: LocalIssuer) -> Metadata:
+    """An operator's token as the cluster's provider would sign it (demo mode is off there)."""
+    return operator_metadata(cluster_issuer)
+
+
 @pytest.fixture(scope="module")
 def mesh(
     built_images: dict[str, str],
     postgres_server: PostgresServer,
     span_sink: tuple[SpanSink, int],
+    cluster_token_rule: dict[str, Any],
+    cluster_jwks: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[KubePlayedMesh]:
     """The app stack's dispatcher, classifier, reporting and UI Deployments (synthesized by
@@ -107,6 +155,7 @@ def mesh(
             addresses={
                 NATS_CLIENT.address: f"127.0.0.1:{nats.port}",
                 JAEGER_OTLP.address: f"127.0.0.1:{span_sink[1]}",
+                cluster_token_rule["jwksUri"]: cluster_jwks,
             },
             secret_values={
                 "REPORTING_DATABASE_URL": database_url,

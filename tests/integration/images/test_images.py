@@ -40,6 +40,7 @@ from tools.images.names import (
     vcs_ref,
 )
 from tools.images.podman import image_label
+from tools.proof.gateway import Metadata
 from weather.v1 import (
     dispatcher_pb2,
     dispatcher_pb2_grpc,
@@ -81,7 +82,10 @@ def test_every_kube_played_service_reports_serving_from_outside(mesh: KubePlayed
 
 
 def test_photo_is_classified_and_reported_by_the_kube_played_services(
-    mesh: KubePlayedMesh, weather_dataset: Path, span_sink: tuple[SpanSink, int]
+    mesh: KubePlayedMesh,
+    weather_dataset: Path,
+    span_sink: tuple[SpanSink, int],
+    cluster_operator: Metadata,
 ) -> None:
     photo = sorted((weather_dataset / "val" / "sunrise").glob("*.jpg"))[0]
     dispatcher = mesh.services["dispatcher"].address
@@ -91,9 +95,12 @@ def test_photo_is_classified_and_reported_by_the_kube_played_services(
         submitted = stub.Submit(
             dispatcher_pb2.SubmitRequest(image=photo.read_bytes(), filename=photo.name),
             timeout=RPC_TIMEOUT_SECONDS,
+            metadata=tuple(cluster_operator),
         ).job
         watch = stub.WatchJob(
-            dispatcher_pb2.WatchJobRequest(job_id=submitted.id), timeout=RPC_TIMEOUT_SECONDS
+            dispatcher_pb2.WatchJobRequest(job_id=submitted.id),
+            timeout=RPC_TIMEOUT_SECONDS,
+            metadata=tuple(cluster_operator),
         )
         final = [response.job for response in watch][-1]
     assert final.state == job_pb2.JOB_STATE_SUCCEEDED, final
@@ -106,7 +113,11 @@ def test_photo_is_classified_and_reported_by_the_kube_played_services(
         deadline = time.monotonic() + REPORTED_TIMEOUT_SECONDS
         listed: list[job_pb2.Job] = []
         while time.monotonic() < deadline:
-            page = reports.ListJobs(reporting_pb2.ListJobsRequest(page_size=100), timeout=10)
+            page = reports.ListJobs(
+                reporting_pb2.ListJobsRequest(page_size=100),
+                timeout=10,
+                metadata=tuple(cluster_operator),
+            )
             listed = [job for job in page.jobs if job.id == final.id]
             if listed and listed[0].state in TERMINAL:
                 break

@@ -17,6 +17,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tools.proof.gateway import Metadata
+
 SERVICES_ON_NATS = ["dispatcher", "classifier"]
 BUF = str(Path(sys.executable).with_name("buf"))
 
@@ -128,13 +130,18 @@ def test_reflection_lists_the_contract_and_health_is_per_service(
 
 @pytest.mark.parametrize("method", EXPECTED_METHODS["reporting"])
 def test_reporting_rpcs_answer_on_an_empty_database(
-    method: str, start_service: StartService, nats_server: Any, fresh_database: str
+    method: str,
+    start_service: StartService,
+    nats_server: Any,
+    fresh_database: str,
+    operator: Metadata,
 ) -> None:
     # Every RPC is built now (tests/integration/services and tests/integration/services/reporting
     # cover them in depth); over plain gRPC, an empty history is an empty answer.
     service = start_any("reporting", start_service, nats_server.url, fresh_database)
     service.wait_for_health(SERVING)
-    called = buf_curl("-d", "{}", f"http://{service.address}/{method}")
+    headers = [arg for name, value in operator for arg in ("-H", f"{name}: {value}")]
+    called = buf_curl(*headers, "-d", "{}", f"http://{service.address}/{method}")
     assert called.returncode == 0, called.stderr
     assert json.loads(called.stdout) == {}
 

@@ -23,6 +23,8 @@ from devmesh.ports import free_port
 from meshkit.broker_layout import IDEMPOTENCY_BUCKET, idempotency_kv_key
 from meshkit.safe_edge import CORRELATION_ID_FIELD
 from services.reporting.query import INVALID_PAGE_TOKEN
+from tools.proof.gateway import Metadata
+from tools.proof.tokens import signed_in_channel
 from weather.v1 import dispatcher_pb2, dispatcher_pb2_grpc, reporting_pb2, reporting_pb2_grpc
 
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -98,9 +100,9 @@ async def test_undecodable_bodies_are_invalid_argument_naming_only_the_message_t
 
 
 async def test_out_of_range_windows_and_forged_page_tokens_are_invalid_argument(
-    reporting: ServiceProcess,
+    reporting: ServiceProcess, operator: Metadata
 ) -> None:
-    async with grpc.aio.insecure_channel(reporting.address) as channel:
+    async with signed_in_channel(reporting.address, operator) as channel:
         stub = reporting_pb2_grpc.ReportingServiceStub(channel)
         for seconds, nanos in ((2**62, 0), (-(2**62), 0), (0, -1), (0, 2_000_000_000)):
             stats = reporting_pb2.GetStatsRequest()

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from weather_deploy.charts import JAEGER_OTLP, NATS_CLIENT, NATS_MONITOR
 from weather_deploy.config import ENVIRONMENTS, ServiceName
 from weather_deploy.contract import CLASSIFIER_CANARY, MIGRATIONS_JOB
+from weather_deploy.istio_objects import ISTIO_DIR, edge_token_rule, load_istio_objects
 from weather_deploy.service_config import env_name, service_environment, settings_class
 from weather_deploy.stacks import (
     PAGE_TOKEN_SECRET_VARIABLE,
@@ -49,6 +50,19 @@ def test_config_map_holds_every_setting_of_the_service_class_by_its_variable(
     assert rebuilt.model_dump(exclude=secret_fields) == expected.settings.model_dump(
         exclude=secret_fields
     )
+
+
+@pytest.mark.parametrize("service", ["dispatcher", "reporting"])
+def test_services_verify_tokens_as_the_edge_does_and_never_in_demo_mode(
+    prod: Synthesized, service: ServiceName
+) -> None:
+    cls = settings_class(service)
+    data = prod.find("app", "ConfigMap", service)["data"]
+    rule = edge_token_rule(load_istio_objects(ISTIO_DIR))
+    assert data[env_name(cls, "auth_issuer")] == rule["issuer"]
+    assert [data[env_name(cls, "auth_audience")]] == rule["audiences"]
+    assert data[env_name(cls, "auth_jwks_uri")] == rule["jwksUri"]
+    assert data[env_name(cls, "auth_anonymous_demo")] == "false"
 
 
 def test_every_secret_setting_comes_from_a_sensitive_variable_never_the_config_map(

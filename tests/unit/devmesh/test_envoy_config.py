@@ -1,14 +1,23 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from devmesh.envoy import GatewayConfig, default_template_path, render_config, validate_origin
+from devmesh.envoy import (
+    SUBJECT_HEADER,
+    GatewayConfig,
+    default_template_path,
+    render_config,
+    validate_origin,
+)
+from meshkit.identity import DEFAULT_AUDIENCE, LOCAL_ISSUER
 from weather.v1 import defaults_pb2
 
 ORIGINS = ("http://127.0.0.1:8080", "http://localhost:8080")
+JWKS = Path("/keys/jwks.json")
 
 
 def _rendered(**overrides: Any) -> dict[str, Any]:
@@ -18,7 +27,7 @@ def _rendered(**overrides: Any) -> dict[str, Any]:
         dispatcher_port=50051,
         reporting_port=50053,
         allowed_origins=ORIGINS,
-        **{"ui_port": 8070, **overrides},
+        **{"ui_port": 8070, "jwks_file": JWKS, **overrides},
     )
     document: dict[str, Any] = yaml.safe_load(
         render_config(config, default_template_path().read_text())
@@ -39,6 +48,51 @@ def test_http_filters_run_grpc_web_then_cors_and_end_with_the_router() -> None:
     assert "envoy.filters.http.local_ratelimit" in names
 
 
+def _filter(name: str, **overrides: Any) -> dict[str, Any]:
+    filters = _connection_manager(_rendered(**overrides))["http_filters"]
+    config: dict[str, Any] = next(f for f in filters if f["name"] == name)["typed_config"]
+    return config
+
+
+def test_tokens_are_verified_after_cors_and_before_the_rate_limit() -> None:
+    names = [f["name"] for f in _connection_manager(_rendered())["http_filters"]]
+    jwt = names.index("envoy.filters.http.jwt_authn")
+    assert names.index("envoy.filters.http.cors") < jwt
+    assert jwt < names.index("envoy.filters.http.local_ratelimit")
+
+
+def test_a_client_sent_subject_header_is_removed_before_any_filter_reads_it() -> None:
+    first = _connection_manager(_rendered())["http_filters"][0]
+    assert first["name"] == "envoy.filters.http.header_mutation"
+    mutations = first["typed_config"]["mutations"]["request_mutations"]
+    assert {"remove": SUBJECT_HEADER} in mutations
+
+
+def test_the_gateway_checks_the_services_issuer_and_audience_and_forwards_the_token() -> None:
+    provider = _filter("envoy.filters.http.jwt_authn")["providers"]["weather"]
+    assert provider["issuer"] == LOCAL_ISSUER
+    assert provider["audiences"] == [DEFAULT_AUDIENCE]
+    assert provider["local_jwks"] == {"filename": str(JWKS)}
+    assert provider["forward"] is True
+    assert provider["claim_to_headers"] == [{"header_name": SUBJECT_HEADER, "claim_name": "sub"}]
+    assert provider["from_headers"] == [{"name": "authorization", "value_prefix": "Bearer "}]
+
+
+def test_a_token_is_required_for_the_api_unless_the_demo_mode_is_on() -> None:
+    (strict,) = _filter("envoy.filters.http.jwt_authn")["rules"]
+    assert strict == {"match": {"prefix": "/weather.v1."}, "requires": {"provider_name": "weather"}}
+    (demo,) = _filter("envoy.filters.http.jwt_authn", anonymous_demo=True)["rules"]
+    assert demo["requires"]["requires_any"]["requirements"] == [
+        {"provider_name": "weather"},
+        {"allow_missing": {}},
+    ]
+
+
+def test_the_gateway_cannot_render_without_keys() -> None:
+    with pytest.raises(ValueError, match="JWKS"):
+        _rendered(jwks_file=None)
+
+
 def test_only_public_services_are_routed_and_streams_have_no_timeout() -> None:
     host = _connection_manager(_rendered())["route_config"]["virtual_hosts"][0]
     routed = {r["match"]["prefix"]: r["route"] for r in host["routes"] if "route" in r}
@@ -54,7 +108,9 @@ def test_cors_allows_exactly_the_configured_origins_and_exposes_grpc_status() ->
     host = _connection_manager(_rendered())["route_config"]["virtual_hosts"][0]
     policy = host["typed_per_filter_config"]["envoy.filters.http.cors"]
     assert policy["allow_origin_string_match"] == [{"exact": origin} for origin in ORIGINS]
-    assert policy["allow_headers"] == "content-type, x-grpc-web, x-user-agent, grpc-timeout"
+    assert policy["allow_headers"] == (
+        "authorization, content-type, x-grpc-web, x-user-agent, grpc-timeout"
+    )
     assert policy["expose_headers"] == "grpc-status, grpc-message"
     assert policy["forward_not_matching_preflights"] is False
 
@@ -86,7 +142,7 @@ def test_wildcards_and_non_origins_are_refused(origin: str) -> None:
 
 
 def test_an_unfilled_placeholder_is_an_error_not_a_silent_gap() -> None:
-    config = GatewayConfig(1, 2, 3, 4, ORIGINS, 5)
+    config = GatewayConfig(1, 2, 3, 4, ORIGINS, 5, jwks_file=JWKS)
     with pytest.raises(KeyError, match="UNKNOWN"):
         render_config(config, "port: ${UNKNOWN}")
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from meshkit.identity import ROLES_CLAIM
 from tests.unit.istio.grpc_paths import known_method_paths
 from tests.unit.istio.manifests import FLOW_TABLE, Manifest
 from tests.unit.istio.mesh_eval import MeshPolicy, Request, Workload
@@ -31,7 +32,6 @@ from weather_deploy.flows import load_flow_table as load_flow_spec
 
 GRPC_HTTP_METHOD = "POST"
 EDGE_BARE_REQUEST = ("GET", "/")  # what a browser asks the edge for with no gRPC method: the UI
-ROLES_CLAIM = "roles"
 PLAINTEXT_PARTY = "<plaintext>"
 ANYONE = "<anyone>"
 # Where the flow-table test leaves its summary for the end-of-run report (conftest.py).

@@ -9,15 +9,12 @@ import yaml
 
 from devmesh.envoy import default_template_path, render_config, validate_origin
 from devmesh.settings import MeshSettings
+from meshkit.access import GET_JOB, GET_STATS, LEAST_ROLE, LIST_JOBS, SUBMIT, WATCH_JOB
+from meshkit.identity import DEFAULT_AUDIENCE, ROLES_CLAIM, Role
 from tests.unit.istio.flow_table import FlowTable, token_for
 from tests.unit.istio.manifests import Manifest, of_kind
 from tests.unit.istio.mesh_eval import MeshPolicy, Request
 
-SUBMIT = "/weather.v1.DispatcherService/Submit"
-GET_JOB = "/weather.v1.DispatcherService/GetJob"
-WATCH_JOB = "/weather.v1.DispatcherService/WatchJob"
-LIST_JOBS = "/weather.v1.ReportingService/ListJobs"
-GET_STATS = "/weather.v1.ReportingService/GetStats"
 EDGE_PORT = 443
 
 
@@ -147,3 +144,38 @@ def test_gateway_and_edge_routes_serve_the_same_public_host(manifests: list[Mani
         s["tls"].get("httpsRedirect") or s["tls"].get("credentialName")
         for s in gateway["spec"]["servers"]
     ), "every server either redirects to HTTPS or terminates TLS"
+
+
+# --- the edge and the services verify the same tokens the same way -----------------------------
+def _edge_api_rules(manifests: list[Manifest]) -> dict[str, tuple[set[str], set[str]]]:
+    """Policy name -> (paths it allows, roles it accepts) for the edge's token policies."""
+    rules = {}
+    for policy in of_kind(manifests, "AuthorizationPolicy"):
+        name = policy["metadata"]["name"]
+        if not name.startswith("edge-api-"):
+            continue
+        (rule,) = policy["spec"]["rules"]
+        (operation,) = rule["to"]
+        (condition,) = rule["when"]
+        assert condition["key"] == f"request.auth.claims[{ROLES_CLAIM}]"
+        rules[name] = (set(operation["operation"]["paths"]), set(condition["values"]))
+    return rules
+
+
+def test_each_edge_role_policy_allows_exactly_what_the_services_allow_that_role(
+    manifests: list[Manifest],
+) -> None:
+    rules = _edge_api_rules(manifests)
+    for role in (Role.VIEWER, Role.OPERATOR):
+        paths, roles = rules[f"edge-api-{role.label}"]
+        assert paths == {path for path, least in LEAST_ROLE.items() if least is role}
+        assert roles == {r.label for r in Role if r >= role}
+
+
+def test_the_edge_audience_is_the_services_and_the_token_is_passed_on(
+    manifests: list[Manifest],
+) -> None:
+    (authentication,) = of_kind(manifests, "RequestAuthentication")
+    (rule,) = authentication["spec"]["jwtRules"]
+    assert rule["audiences"] == [DEFAULT_AUDIENCE]
+    assert rule["forwardOriginalToken"] is True

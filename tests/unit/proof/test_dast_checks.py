@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tools.dast.auth import NOT_ENFORCED, verdict
+from tools.dast.auth import expected
 from tools.dast.checks import CaseResult, judge
 from tools.dast.envelopes import cors_verdict
 from tools.proof.gateway import Outcome
@@ -67,7 +67,12 @@ def test_cors_flags_a_granted_foreign_origin_and_a_refused_allowed_one() -> None
     assert cors_verdict("http://evil.example", False, Outcome("HTTP 200", headers={})) == []
 
 
-def test_auth_reports_not_enforced_while_tokens_are_ignored() -> None:
-    results = [answer("OK", category="auth"), answer("OK", category="auth")]
-    assert verdict(results) == NOT_ENFORCED
-    assert verdict([*results, answer("UNAUTHENTICATED", category="auth")]) == "enforced"
+def test_an_accepted_bad_token_or_the_wrong_refusal_is_a_violation() -> None:
+    def auth_case(code: str) -> CaseResult:
+        return CaseResult("auth", "forged", "grpc", "/m", code, "plain words")
+
+    assert expected(auth_case("UNAUTHENTICATED"), "UNAUTHENTICATED").violations == []
+    assert expected(auth_case("OK"), "UNAUTHENTICATED").violations == ["expected UNAUTHENTICATED"]
+    assert expected(auth_case("PERMISSION_DENIED"), "UNAUTHENTICATED").violations == [
+        "expected UNAUTHENTICATED"
+    ]

@@ -215,6 +215,7 @@ class JobEvent(_message.Message):
     SUBMITTED_AT_FIELD_NUMBER: _builtins.int
     OCCURRED_AT_FIELD_NUMBER: _builtins.int
     FILENAME_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
     QUEUED_FIELD_NUMBER: _builtins.int
     SUCCEEDED_FIELD_NUMBER: _builtins.int
     FAILED_FIELD_NUMBER: _builtins.int
@@ -225,6 +226,10 @@ class JobEvent(_message.Message):
     filename: _builtins.str
     """The file name the client gave (display only), on every event so that any one event
     rebuilds the whole job.
+    """
+    owner: _builtins.str
+    """Who submitted the job: the subject (`sub`) of the submitter's verified token; empty for
+    an anonymous demo submission. On every event, like `filename`.
     """
     @_builtins.property
     def submitted_at(self) -> _timestamp_pb2.Timestamp: ...
@@ -247,13 +252,14 @@ class JobEvent(_message.Message):
         submitted_at: _timestamp_pb2.Timestamp | None = ...,
         occurred_at: _timestamp_pb2.Timestamp | None = ...,
         filename: _builtins.str = ...,
+        owner: _builtins.str = ...,
         queued: Global___JobQueued | None = ...,
         succeeded: Global___JobSucceeded | None = ...,
         failed: Global___JobFailed | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["failed", b"failed", "kind", b"kind", "occurred_at", b"occurred_at", "queued", b"queued", "submitted_at", b"submitted_at", "succeeded", b"succeeded"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "failed", b"failed", "filename", b"filename", "image_sha256", b"image_sha256", "job_id", b"job_id", "kind", b"kind", "occurred_at", b"occurred_at", "queued", b"queued", "submitted_at", b"submitted_at", "succeeded", b"succeeded"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "failed", b"failed", "filename", b"filename", "image_sha256", b"image_sha256", "job_id", b"job_id", "kind", b"kind", "occurred_at", b"occurred_at", "owner", b"owner", "queued", b"queued", "submitted_at", b"submitted_at", "succeeded", b"succeeded"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["queued", "succeeded", "failed"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015

@@ -148,6 +148,7 @@ class Job(_message.Message):
     SUBMITTED_AT_FIELD_NUMBER: _builtins.int
     FINISHED_AT_FIELD_NUMBER: _builtins.int
     FILENAME_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Opaque, unique job id chosen by the dispatcher."""
     state: Global___JobState.ValueType
@@ -157,6 +158,8 @@ class Job(_message.Message):
     """Set when `state` is JOB_STATE_FAILED: why, in words a person understands."""
     filename: _builtins.str
     """The file name the client gave, for display only; never used to pick a decoder."""
+    owner: _builtins.str
+    """The submitter's subject (the `sub` of their token); empty for an anonymous submission."""
     @_builtins.property
     def classification(self) -> Global___Classification:
         """Set when `state` is JOB_STATE_SUCCEEDED."""
@@ -178,10 +181,11 @@ class Job(_message.Message):
         submitted_at: _timestamp_pb2.Timestamp | None = ...,
         finished_at: _timestamp_pb2.Timestamp | None = ...,
         filename: _builtins.str = ...,
+        owner: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["classification", b"classification", "finished_at", b"finished_at", "submitted_at", b"submitted_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["classification", b"classification", "error_message", b"error_message", "filename", b"filename", "finished_at", b"finished_at", "id", b"id", "image_sha256", b"image_sha256", "state", b"state", "submitted_at", b"submitted_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["classification", b"classification", "error_message", b"error_message", "filename", b"filename", "finished_at", b"finished_at", "id", b"id", "image_sha256", b"image_sha256", "owner", b"owner", "state", b"state", "submitted_at", b"submitted_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

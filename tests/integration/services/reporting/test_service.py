@@ -26,6 +26,8 @@ from nats.js import JetStreamContext
 from meshkit.broker_layout import JOBS_STREAM, job_subject
 from meshkit.contract_constants import LABELS
 from meshkit.job_events import MSG_ID_HEADER, event_kind, publish_event
+from tools.proof.gateway import Metadata
+from tools.proof.tokens import signed_in_channel
 from weather.v1 import events_pb2, job_pb2, reporting_pb2, reporting_pb2_grpc
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -121,6 +123,7 @@ async def test_every_job_is_one_row_even_when_all_events_are_published_twice(
     fresh_database: str,
     jetstream: JetStreamContext,
     job_events: JobEvents,
+    operator: Metadata,
 ) -> None:
     service = start_service("reporting", nats_url=nats_server.url, database_url=fresh_database)
     await asyncio.to_thread(service.wait_for_health, SERVING)
@@ -145,7 +148,7 @@ async def test_every_job_is_one_row_even_when_all_events_are_published_twice(
     assert await _counts(fresh_database) == (200, 400, 0)
     assert await _jobs_snapshot(fresh_database) == first
 
-    async with grpc.aio.insecure_channel(service.address) as channel:
+    async with signed_in_channel(service.address, operator) as channel:
         stub = reporting_pb2_grpc.ReportingServiceStub(channel)
         stats = await stub.GetStats(reporting_pb2.GetStatsRequest(), timeout=10)
         assert stats.total_jobs == 200

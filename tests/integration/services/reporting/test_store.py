@@ -42,6 +42,26 @@ async def test_duplicated_and_redelivered_events_leave_one_row_each(
     assert len(await _rows(pool, "events")) == 2
 
 
+async def test_each_job_is_listed_for_its_owner_only_and_for_everyone_without_one(
+    store: JobStore, job_events: JobEvents
+) -> None:
+    """The owner rides on every event; whichever event arrives first records it."""
+    by_owner = {"alice": job_events(), "bob": job_events(), "": job_events()}
+    events = []
+    for owner, job in by_owner.items():
+        for event in (job.queued(), job.succeeded()):
+            event.owner = owner
+            events.append(event_record(event))
+    await store.record(events[::-1])  # terminal events first
+    for owner, job in by_owner.items():
+        rows = await store.list_jobs(JobsPage(JobFilter(owner=owner), 10, None))
+        assert [(row.id, row.owner, row.state) for row in rows] == [
+            (job.job_id, owner, "succeeded")
+        ]
+    everyone = await store.list_jobs(JobsPage(JobFilter(), 10, None))
+    assert {row.owner for row in everyone} == set(by_owner)
+
+
 @pytest.mark.parametrize("terminal", ["succeeded", "failed"])
 async def test_every_delivery_order_converges_to_the_same_row(
     store: JobStore, pool: AsyncConnectionPool, job_events: JobEvents, terminal: str
@@ -167,12 +187,13 @@ async def test_list_jobs_plans_use_the_keyset_indexes(
     async with pool.connection() as connection:
         await connection.execute(
             """
-            INSERT INTO jobs (id, image_sha256, state, label, submitted_at, finished_at)
+            INSERT INTO jobs (id, image_sha256, state, label, submitted_at, finished_at, owner)
             SELECT md5(n::text), md5(n::text), state,
                    CASE WHEN state <> 'succeeded' THEN NULL
                         WHEN n % 97 = 1 THEN 'sunrise' ELSE labels[1 + n % 3] END,
                    timestamptz '2026-01-01' + n * interval '1 second',
-                   CASE WHEN state <> 'queued' THEN timestamptz '2026-01-02' END
+                   CASE WHEN state <> 'queued' THEN timestamptz '2026-01-02' END,
+                   'user-' || (n % 200)
             FROM (
                 SELECT n, ARRAY['cloudy', 'rain', 'shine'] AS labels,
                        CASE WHEN n % 50 = 0 THEN 'failed'
@@ -187,6 +208,8 @@ async def test_list_jobs_plans_use_the_keyset_indexes(
         "jobs_submitted_at_id_idx": JobsPage(JobFilter(), 20, cursor),
         "jobs_label_submitted_at_id_idx": JobsPage(JobFilter(label="sunrise"), 20, cursor),
         "jobs_state_submitted_at_id_idx": JobsPage(JobFilter(state="failed"), 20, cursor),
+        # a viewer's own listing
+        "jobs_owner_submitted_at_id_idx": JobsPage(JobFilter(owner="user-7"), 20, cursor),
     }
     for index, page in cases.items():
         plan = await store.explain_list_jobs(page)

@@ -72,6 +72,15 @@ def test_page_token_is_refused_with_other_filters() -> None:
     assert page.after == Cursor(MOMENT, "b" * 32)
 
 
+def test_a_page_token_pages_only_the_listing_of_the_owner_it_was_made_for() -> None:
+    token = encode_page_token(Cursor(MOMENT, "b" * 32), JobFilter(owner="alice"), KEY)
+    request = reporting_pb2.ListJobsRequest(page_token=token)
+    assert jobs_page(request, KEY, owner="alice").after == Cursor(MOMENT, "b" * 32)
+    for other in ("bob", None, ""):
+        with pytest.raises(InvalidRequestError, match=INVALID_PAGE_TOKEN):
+            jobs_page(request, KEY, owner=other)
+
+
 def test_state_filter_maps_enum_and_refuses_unknown_values() -> None:
     request = reporting_pb2.ListJobsRequest(state=job_pb2.JOB_STATE_FAILED)
     assert jobs_page(request, KEY).filter.state == "failed"
