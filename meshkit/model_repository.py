@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from nats.js import JetStreamContext, api
-from nats.js.errors import KeyNotFoundError, NotFoundError, ObjectNotFoundError
+from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError, ObjectNotFoundError
 
 from meshkit.broker_layout import (
     CURRENT_RELEASE_KEY,
@@ -152,6 +152,6 @@ async def release_history(jetstream: JetStreamContext) -> list[str]:
     releases = await jetstream.key_value(MODEL_RELEASES_BUCKET)
     try:
         entries = await releases.history(CURRENT_RELEASE_KEY)
-    except (KeyNotFoundError, NotFoundError):
+    except (KeyNotFoundError, NoKeysError, NotFoundError):
         return []
     return [entry.value.decode() for entry in entries if entry.value]

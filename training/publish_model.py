@@ -65,7 +65,10 @@ def read_metrics(path: Path, version: str) -> dict[str, Any]:
     try:
         metrics = json.loads(lines[-1])
     except json.JSONDecodeError:
-        metrics = json.loads("\n".join(lines))
+        try:
+            metrics = json.loads("\n".join(lines))
+        except json.JSONDecodeError as error:
+            raise RefusedModelError(f"{path} holds no `make eval` JSON: {error}") from error
     if not isinstance(metrics, dict):
         raise RefusedModelError(f"{path} does not end with a JSON object")
     measured = metrics.get("model_version")

@@ -79,10 +79,12 @@ def _load_bytes(model_bytes: bytes, max_pixels: int) -> BatchModel:
         return _load(path, max_pixels)
 
 
-def _shipped_path(path: Path | None) -> Path:
-    from services.classifier.model import DEFAULT_MODEL_PATH  # no TensorFlow at import
+def _fallback_version(path: Path | None) -> str:
+    """The version of the fallback file (`path`, or the shipped one when None)."""
+    with native_stderr_as_log():
+        from services.classifier.model import DEFAULT_MODEL_PATH  # imports TensorFlow
 
-    return path or DEFAULT_MODEL_PATH
+        return model_version((path or DEFAULT_MODEL_PATH).read_bytes())
 
 
 class ModelLoader:
@@ -168,9 +170,8 @@ class ModelLoader:
         return True
 
     async def _load(self, jetstream: JetStreamContext, version: str | None) -> BatchModel:
-        shipped = _shipped_path(self._path)
-        if version is None or version == model_version(await asyncio.to_thread(shipped.read_bytes)):
-            return await asyncio.to_thread(_load, shipped, self._max_pixels)
+        if version is None or version == await asyncio.to_thread(_fallback_version, self._path):
+            return await asyncio.to_thread(_load, self._path, self._max_pixels)
         model_bytes = await fetch_model(jetstream, version)
         return await asyncio.to_thread(_load_bytes, model_bytes, self._max_pixels)
 

@@ -4,6 +4,7 @@ classifiers as subprocesses with TensorFlow switching models while they serve.""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import threading
 import time
@@ -253,6 +254,8 @@ async def test_a_promoted_model_reaches_a_running_classifier_and_rollback_return
     releases = await jetstream.key_value(MODEL_RELEASES_BUCKET)
     history = [entry.value for entry in await releases.history(CURRENT_RELEASE_KEY)]
     assert history == [second.encode(), SHIPPED.encode()]
+    for line in classifier.log().splitlines():  # TensorFlow's own lines, too, as JSON records
+        assert json.loads(line)["service"] == "classifier", line
 
 
 async def test_a_pinned_classifier_ignores_the_pointer(
