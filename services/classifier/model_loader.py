@@ -35,7 +35,8 @@ from services.classifier.batcher import BatchModel
 
 logger = logging.getLogger(__name__)
 
-# Longest the pointer goes unread: a watcher lost with a connection is noticed this late.
+# Longest the pointer goes unread, and the pause before a refused model is tried again: a
+# watcher lost with a connection is noticed this late.
 POINTER_RECHECK_SECONDS = 30.0
 
 
@@ -198,6 +199,7 @@ class ModelLoader:
                 entry = await watcher.updates(POINTER_RECHECK_SECONDS)  # type: ignore[no-untyped-call]
             except nats.errors.TimeoutError:
                 entry = await self._reread(releases)  # the watcher may have died silently
+                self._refused = None  # and a refused model is tried again (a fetch may time out)
             if entry is None or not entry.value:
                 continue  # no pointer yet (or deleted): keep serving what serves
             version = entry.value.decode()

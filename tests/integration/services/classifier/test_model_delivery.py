@@ -285,9 +285,10 @@ async def test_a_pinned_classifier_ignores_the_pointer(
     assert "the current model pointer" not in pinned.log()
 
 
-async def test_corrupt_or_missing_models_are_never_served(
+async def test_corrupt_wrong_shape_or_missing_models_are_never_served(
     classifier: ServiceProcess,
     jetstream: JetStreamContext,
+    wrong_shape_model: Path,
     photos: list[Path],
 ) -> None:
     image = photos[2].read_bytes()
@@ -303,6 +304,17 @@ async def test_corrupt_or_missing_models_are_never_served(
             classifier,
             rf"cannot load model {re.escape(corrupt)} from the repository.*"
             rf"keeping model {re.escape(SHIPPED)}",
+        )
+        assert await classify_version(classifier, image) == SHIPPED
+        # a real .keras file with three outputs, stored bypassing the tool's check
+        wrong_shape_bytes = await asyncio.to_thread(wrong_shape_model.read_bytes)
+        wrong_shape = model_version(wrong_shape_bytes)
+        await store.put(wrong_shape, wrong_shape_bytes)
+        await releases.put(CURRENT_RELEASE_KEY, wrong_shape.encode())
+        await wait_for_log(
+            classifier,
+            rf"cannot load model {re.escape(wrong_shape)} from the repository: "
+            rf"model maps .*\(None, 3\)",
         )
         assert await classify_version(classifier, image) == SHIPPED
         # a pointer to an object that is not there
