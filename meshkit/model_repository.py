@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,6 +30,7 @@ from meshkit.broker_layout import (
 
 MODEL_VERSION_PREFIX = "sha256:"
 MODEL_VERSION_DIGITS = 12
+MODEL_VERSION_PATTERN = rf"^{MODEL_VERSION_PREFIX}[0-9a-f]{{{MODEL_VERSION_DIGITS}}}$"
 PUBLISHED_BY_HEADER = "Weather-Model-Published-By"
 PUBLISHED_AT_HEADER = "Weather-Model-Published-At"
 METRICS_HEADER = "Weather-Model-Metrics"
@@ -45,12 +47,8 @@ def model_version(model_bytes: bytes) -> str:
 
 
 def is_model_version(value: str) -> bool:
-    digest = value.removeprefix(MODEL_VERSION_PREFIX)
-    return (
-        value.startswith(MODEL_VERSION_PREFIX)
-        and len(digest) == MODEL_VERSION_DIGITS
-        and all(c in "0123456789abcdef" for c in digest)
-    )
+    """Whether `value` has the form `model_version` gives (what a pin or a pointer may hold)."""
+    return re.fullmatch(MODEL_VERSION_PATTERN, value) is not None
 
 
 @dataclass(frozen=True)
@@ -142,6 +140,8 @@ async def current_model_version(jetstream: JetStreamContext) -> str | None:
 
 async def promote_model(jetstream: JetStreamContext, version: str) -> None:
     """Move the `current` pointer to a published version (rollback is the same move)."""
+    if not is_model_version(version):
+        raise ValueError(f"{version!r} is not a model version (sha256:<12 hex digits>)")
     await describe_model(jetstream, version)  # ModelNotFoundError: never point at nothing
     releases = await jetstream.key_value(MODEL_RELEASES_BUCKET)
     await releases.put(CURRENT_RELEASE_KEY, version.encode())

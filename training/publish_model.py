@@ -53,7 +53,8 @@ class PublishSettings(NatsSettings, BrokerSettings):
 
 
 class RefusedModelError(ValueError):
-    """The file or its metrics cannot be published (the reason is the message)."""
+    """The file or its metrics cannot be published (the reason is the message); like every
+    ValueError here, it ends the tool with status 1 and the reason, not a traceback."""
 
 
 def read_metrics(path: Path, version: str) -> dict[str, Any]:
@@ -161,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     try:
         print(asyncio.run(run(arguments, PublishSettings())))
-    except (RefusedModelError, ModelNotFoundError, OSError, nats.errors.Error) as error:
+    except (ValueError, ModelNotFoundError, OSError, nats.errors.Error) as error:
         print(f"refused: {error}", file=sys.stderr)
         return 1
     return 0

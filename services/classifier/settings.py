@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from meshkit.broker_layout import BrokerSettings
+from meshkit.model_repository import MODEL_VERSION_PATTERN
 from meshkit.settings import NatsSettings, Port, ServiceSettings
 from weather.v1 import defaults_pb2
 
@@ -36,7 +37,7 @@ class ClassifierSettings(ServiceSettings, NatsSettings, BrokerSettings):
     )
     model_version: str | None = Field(
         default=None,
-        pattern=r"^sha256:[0-9a-f]{12}$",
+        pattern=MODEL_VERSION_PATTERN,
         description=(
             "Pin: serve this version from the model repository and ignore the `current` "
             "pointer (a canary beside the stable classifiers); empty: follow the pointer."
