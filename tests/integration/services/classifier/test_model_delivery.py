@@ -322,3 +322,22 @@ async def test_corrupt_wrong_shape_or_missing_models_are_never_served(
         await wait_for_log(classifier, r"no model sha256:000000000000 in the repository")
         assert await classify_version(classifier, image) == SHIPPED
     assert set(health.statuses) == {SERVING}, health.statuses
+
+
+async def test_a_promotion_after_a_broker_restart_still_reaches_the_classifier(
+    nats_server: Any,
+    classifier: ServiceProcess,
+    publish: Any,
+    jetstream: JetStreamContext,
+    second_model: Path,
+    photos: list[Path],
+) -> None:
+    """The pointer watch dies with the server's ephemeral consumer; the re-read finds it."""
+    second = model_version(await asyncio.to_thread(second_model.read_bytes))
+    image = await asyncio.to_thread(photos[3].read_bytes)
+    assert await publish("publish", str(second_model)) == 0
+    await asyncio.to_thread(nats_server.stop)
+    await asyncio.to_thread(nats_server.start)
+    await asyncio.to_thread(classifier.wait_serving, 120)
+    await promote_model(jetstream, second)
+    await wait_for_version(classifier, image, second)
