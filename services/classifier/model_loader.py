@@ -107,7 +107,7 @@ class ModelLoader:
         self._pinned_version = pinned_version
         self._retry_seconds = retry_seconds
         self._model: BatchModel | None = None
-        self._refused: str | None = None  # last version that failed: not retried until it moves
+        self._refused: str | None = None  # failed last: retried when re-read, not per update
         self._changed = asyncio.Condition()
         self.loaded = asyncio.Event()
 
@@ -128,9 +128,12 @@ class ModelLoader:
     async def maintain(self, readiness: Readiness) -> None:
         jetstream = await self._setup.declared()
         while self._model is None:
-            if await self._switch(jetstream, await self._first_target(jetstream)):
+            target = await self._first_target(jetstream)
+            if await self._switch(jetstream, target):
                 break
-            if self._pinned_version is None and await self._switch(jetstream, None):
+            # an unloadable pointer target: the shipped file serves meanwhile (never for a pin)
+            unpinned = self._pinned_version is None
+            if target is not None and unpinned and await self._switch(jetstream, None):
                 break
             await asyncio.sleep(self._retry_seconds)
         self.loaded.set()

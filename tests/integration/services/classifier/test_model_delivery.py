@@ -286,6 +286,8 @@ async def test_a_pinned_classifier_ignores_the_pointer(
 
 
 async def test_corrupt_wrong_shape_or_missing_models_are_never_served(
+    nats_server: Any,
+    start_service: StartService,
     classifier: ServiceProcess,
     jetstream: JetStreamContext,
     wrong_shape_model: Path,
@@ -322,6 +324,11 @@ async def test_corrupt_wrong_shape_or_missing_models_are_never_served(
         await wait_for_log(classifier, r"no model sha256:000000000000 in the repository")
         assert await classify_version(classifier, image) == SHIPPED
     assert set(health.statuses) == {SERVING}, health.statuses
+    # a classifier starting while the pointer names nothing loadable serves the shipped file
+    starting = start_service("classifier", nats_url=nats_server.url, model_retry_seconds="0.5")
+    await asyncio.to_thread(starting.wait_serving, 120)
+    assert await classify_version(starting, image) == SHIPPED
+    await wait_for_log(starting, r"no model sha256:000000000000 in the repository")
 
 
 async def test_a_promotion_after_a_broker_restart_still_reaches_the_classifier(
