@@ -55,6 +55,7 @@ MODEL_REPOSITORY_STREAM = f"OBJ_{MODEL_REPOSITORY_BUCKET}"
 MODEL_RELEASES_BUCKET = "weather-model-releases"
 CURRENT_RELEASE_KEY = "current"
 RELEASE_HISTORY = 16
+RELEASES_MAX_BYTES = 1024**2  # 16 versions of one short key: a few kB, whatever the budget
 STREAM_NAME_IN_USE = 10058
 JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 
@@ -202,12 +203,18 @@ async def declare_model_repository(jetstream: JetStreamContext, settings: Broker
         await jetstream.create_key_value(
             bucket=MODEL_RELEASES_BUCKET,
             history=RELEASE_HISTORY,
+            max_bytes=RELEASES_MAX_BYTES,
             storage=storage,
             replicas=settings.broker_replicas,
             direct=True,
         )
     except APIError as error:
-        await _update_limits(jetstream, error, _KV_STREAM.format(bucket=MODEL_RELEASES_BUCKET))
+        await _update_limits(
+            jetstream,
+            error,
+            _KV_STREAM.format(bucket=MODEL_RELEASES_BUCKET),
+            max_bytes=RELEASES_MAX_BYTES,
+        )
     try:
         await jetstream.create_object_store(
             MODEL_REPOSITORY_BUCKET,

@@ -27,6 +27,7 @@ from meshkit.broker_layout import (
     MODEL_REPOSITORY_BUCKET,
     MODEL_REPOSITORY_STREAM,
     MODELS_BUCKET,
+    RELEASES_MAX_BYTES,
     BrokerSettings,
     declare_model_repository,
 )
@@ -159,6 +160,8 @@ async def test_publishing_the_same_bytes_twice_stores_one_object(
     assert [info.name for info in await store.list()] == [SHIPPED]
     stream = await jetstream.stream_info(MODEL_REPOSITORY_STREAM)
     assert stream.config.max_bytes == BrokerSettings().model_repository_max_bytes
+    releases = await jetstream.stream_info(f"KV_{MODEL_RELEASES_BUCKET}")
+    assert releases.config.max_bytes == RELEASES_MAX_BYTES
     published = await describe_model(jetstream, SHIPPED)
     assert published.size == DEFAULT_MODEL_PATH.stat().st_size
     assert published.published_by
