@@ -11,7 +11,11 @@ Layout on JetStream
 - object store `weather-images`: the uploaded bytes, object name = hex sha256.
 - KV `weather-results`: classification by `<model version>.<sha256>` (the result cache).
 - KV `weather-idempotency`: Submit's idempotency keys → the job they created.
-- KV `weather-models`: the model version the classifiers currently serve.
+- KV `weather-models`: the model version the classifiers currently serve (announced by them).
+- object store `weather-model-repository`: trained `.keras` files, object name = model version
+  (see `meshkit.model_repository`).
+- KV `weather-model-releases`: key `current`, the version classifiers should serve (moved by
+  `make promote-model`; its history is the record of promotions and rollbacks).
 
 Event ids double as `Nats-Msg-Id`: `queued` uses the job id, and both terminal kinds use
 `<job_id>.terminal`, so a redelivered job that is classified twice still yields one
@@ -46,6 +50,12 @@ RESULTS_BUCKET = "weather-results"
 IDEMPOTENCY_BUCKET = "weather-idempotency"
 MODELS_BUCKET = "weather-models"
 CURRENT_MODEL_KEY = "classifier.current"
+MODEL_REPOSITORY_BUCKET = "weather-model-repository"
+MODEL_REPOSITORY_STREAM = f"OBJ_{MODEL_REPOSITORY_BUCKET}"
+MODEL_RELEASES_BUCKET = "weather-model-releases"
+CURRENT_RELEASE_KEY = "current"
+RELEASE_HISTORY = 16
+RELEASES_MAX_BYTES = 1024**2  # 16 versions of one short key: a few kB, whatever the budget
 STREAM_NAME_IN_USE = 10058
 JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 
@@ -96,6 +106,11 @@ class BrokerSettings(BaseSettings):
         default=24 * 3600.0,
         gt=0,
         description="How long a Submit idempotency key is remembered.",
+    )
+    model_repository_max_bytes: int = Field(
+        default=512 * 1024**2,
+        ge=-1,
+        description="Size cap of the model repository in bytes (new models refused when full).",
     )
     broker_replicas: int = Field(
         default=1, ge=1, le=5, description="JetStream replicas of every stream and bucket."
@@ -164,6 +179,7 @@ async def declare_broker(jetstream: JetStreamContext, settings: BrokerSettings) 
             )
         except APIError as error:
             await _update_limits(jetstream, error, _KV_STREAM.format(bucket=bucket), max_age=ttl)
+    await declare_model_repository(jetstream, settings)
     try:
         await jetstream.create_object_store(
             IMAGES_BUCKET,
@@ -179,6 +195,42 @@ async def declare_broker(jetstream: JetStreamContext, settings: BrokerSettings) 
             IMAGES_STREAM,
             max_age=settings.images_ttl_seconds,
             max_bytes=settings.images_max_bytes,
+        )
+
+
+async def declare_model_repository(jetstream: JetStreamContext, settings: BrokerSettings) -> None:
+    """The model repository and its `current` pointer: declared by every service with the
+    rest, and by the publishing tool alone (which must not touch the other limits)."""
+    storage = api.StorageType.FILE
+    try:
+        await jetstream.create_key_value(
+            bucket=MODEL_RELEASES_BUCKET,
+            history=RELEASE_HISTORY,
+            max_bytes=RELEASES_MAX_BYTES,
+            storage=storage,
+            replicas=settings.broker_replicas,
+            direct=True,
+        )
+    except APIError as error:
+        await _update_limits(
+            jetstream,
+            error,
+            _KV_STREAM.format(bucket=MODEL_RELEASES_BUCKET),
+            max_bytes=RELEASES_MAX_BYTES,
+        )
+    try:
+        await jetstream.create_object_store(
+            MODEL_REPOSITORY_BUCKET,
+            max_bytes=settings.model_repository_max_bytes,
+            storage=storage,
+            replicas=settings.broker_replicas,
+        )
+    except APIError as error:
+        await _update_limits(
+            jetstream,
+            error,
+            MODEL_REPOSITORY_STREAM,
+            max_bytes=settings.model_repository_max_bytes,
         )
 
 

@@ -3,7 +3,7 @@ WEATHER_DATA ?= $(CURDIR)/../shared/datasets/weather
 DATA ?= $(WEATHER_DATA)/val
 MODEL_ENV := TF_CPP_MIN_LOG_LEVEL=2 PYTHONUNBUFFERED=1
 
-.PHONY: train eval bench-model
+.PHONY: train eval bench-model publish-model promote-model models
 
 train: $(INSTALLED) ## retrain the shipped classifier from scratch (~15 min on 2 cores), print val metrics
 	$(MODEL_ENV) $(BIN)/python -m training.train --data $(WEATHER_DATA)
@@ -13,3 +13,18 @@ eval: $(INSTALLED) ## evaluate the shipped classifier on DATA=<dir of label/ fol
 
 bench-model: $(INSTALLED) ## images/s of the shipped classifier per runtime and batch size, peak RSS
 	$(MODEL_ENV) $(BIN)/python bench/bench_model.py --photos $(WEATHER_DATA)/val
+
+# The model repository on the broker (services/classifier/README.md, "Model delivery");
+# the broker is MODELS_NATS_URL (default: the one `make up` starts).
+MODEL ?=
+METRICS ?=
+
+publish-model: $(INSTALLED) ## store MODEL=<.keras> (default: shipped) [METRICS=<make eval output>] in the broker's model repository
+	$(MODEL_ENV) $(BIN)/python -m training.publish_model publish $(MODEL) $(if $(METRICS),--metrics $(METRICS))
+
+promote-model: $(INSTALLED) ## point the classifiers at VERSION=sha256:… (rollback: promote the previous one); no restart
+	@test -n "$(VERSION)" || { echo "usage: make promote-model VERSION=sha256:<12 hex>"; exit 2; }
+	$(BIN)/python -m training.publish_model promote $(VERSION)
+
+models: $(INSTALLED) ## the current model pointer and the versions it named
+	$(BIN)/python -m training.publish_model show

@@ -105,6 +105,13 @@ class Environment(_Frozen):
     canary_model_path: str | None = Field(
         default=None, description="Model file the canary loads (CLASSIFIER_MODEL_PATH)."
     )
+    canary_model_version: str | None = Field(
+        default=None,
+        description=(
+            "Version from the model repository the canary is pinned to (CLASSIFIER_MODEL_VERSION); "
+            "None = it follows the `current` pointer like the stable classifiers."
+        ),
+    )
     nats_storage: str = Field(description="JetStream file store PVC size per replica.")
     postgres_storage: str = Field(description="PVC size per PostgreSQL instance.")
     postgres_backups: PostgresBackups | None = None

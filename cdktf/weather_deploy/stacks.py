@@ -478,6 +478,8 @@ def _canary_objects(
     overrides = dict(workloads.cluster_settings(env, "classifier"))
     if env.canary_model_path:
         overrides["model_path"] = env.canary_model_path
+    if env.canary_model_version:
+        overrides["model_version"] = env.canary_model_version
     service_env = service_environment("classifier", overrides)
     name = CLASSIFIER_CANARY
     container = workloads.service_container(

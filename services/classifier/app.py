@@ -1,7 +1,8 @@
 """Wiring of the classifier: model, batcher, queue consumer, servicer, shared bootstrap.
 
-One model instance and one batcher serve both the queue and the Classify RPC. Health is
-SERVING once NATS is connected (streams and consumers declared) and the model is loaded.
+One model at a time and one batcher serve both the queue and the Classify RPC; the model
+loader swaps in the version the model repository names (see `model_loader`). Health is
+SERVING once NATS is connected (streams and consumers declared) and a model is loaded.
 Workers stop in order: the consumers first (their jobs in hand still need the batcher),
 then the batcher.
 """
@@ -54,8 +55,14 @@ def build(settings: ClassifierSettings) -> ServiceDefinition:
         batch_size.observe(size)
         model_seconds.observe(seconds)
 
-    model = ModelLoader(settings.model_path, settings.max_image_pixels)
     queue_setup = BrokerSetup(settings, partial(declare_consumers, settings=settings))
+    model = ModelLoader(
+        settings.model_path,
+        settings.max_image_pixels,
+        queue_setup,
+        pinned_version=settings.model_version,
+        retry_seconds=settings.model_retry_seconds,
+    )
     nats_connection = NatsConnection(settings, client_name="classifier", setup=queue_setup)
     batcher = Batcher(
         model=lambda: model.model,
@@ -65,9 +72,7 @@ def build(settings: ClassifierSettings) -> ServiceDefinition:
         max_image_pixels=settings.max_image_pixels,
         on_batch=observe_batch,
     )
-    announcement = ModelAnnouncement(
-        queue_setup, model.loaded, model_version=lambda: model.model.version
-    )
+    announcement = ModelAnnouncement(queue_setup, model.next_version)
     consumer = JobConsumer(
         queue_setup,
         announcement.announced,

@@ -8,7 +8,6 @@ contend. No asyncio here: the batcher calls `predict` from a worker thread.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -23,15 +22,15 @@ import tensorflow as tf
 
 from meshkit.contract_constants import LABELS
 from meshkit.images import DEFAULT_MAX_PIXELS, UnreadableImageError
+from meshkit.model_repository import model_version
 from services.classifier import layers as _registered_layers  # noqa: F401
 from services.classifier.preprocess import INPUT_SIZE, preprocess
 
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "weather_classifier.keras"
 
 
-def model_version(path: Path) -> str:
-    """The version every answer carries: the content hash of the shipped file."""
-    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+class IncompatibleModelError(ValueError):
+    """A readable `.keras` file whose input or output does not fit the classifier."""
 
 
 @dataclass(frozen=True)
@@ -67,11 +66,13 @@ class WeatherModel:
 
     @classmethod
     def load(cls, path: Path | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> WeatherModel:
-        """Load the `.keras` file, trace its graph once and warm it up: the first call is fast."""
+        """Load the `.keras` file, check its shape, trace its graph once and warm it up: the
+        first call is fast, and a model that could not answer is refused here, not per batch."""
         model_path = path or DEFAULT_MODEL_PATH
         keras_model = keras.saving.load_model(model_path, compile=False)
+        check_shape(keras_model)
         run_batch = compile_keras_model(keras_model)
-        weather_model = cls(run_batch, model_version(model_path), max_pixels)
+        weather_model = cls(run_batch, model_version(model_path.read_bytes()), max_pixels)
         weather_model.predict(np.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8))
         return weather_model
 
@@ -113,6 +114,19 @@ class WeatherModel:
             else:
                 finished.append(result)
         return finished
+
+
+def check_shape(keras_model: keras.Model) -> None:
+    """Raise IncompatibleModelError unless the model maps (n, 128, 128, 3) to (n, labels)."""
+    expected_input = (None, INPUT_SIZE, INPUT_SIZE, 3)
+    expected_output = (None, len(LABELS))
+    found_input = tuple(keras_model.input_shape)
+    found_output = tuple(keras_model.output_shape)
+    if found_input != expected_input or found_output != expected_output:
+        raise IncompatibleModelError(
+            f"model maps {found_input} to {found_output}; "
+            f"the classifier needs {expected_input} to {expected_output}"
+        )
 
 
 def compile_keras_model(keras_model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import nats.errors
 
@@ -16,35 +16,35 @@ RETRY_SECONDS = 1.0
 
 
 class ModelAnnouncement:
-    """A service worker: once the broker is declared and the model loaded, writes the
-    model's version to the models bucket (retrying while NATS is away), then ends."""
+    """A service worker: once the broker is declared, writes the version of the model in
+    use to the models bucket, and again each time the classifier switches models
+    (retrying while NATS is away). `announced` is set after the first write."""
 
     def __init__(
         self,
         setup: BrokerSetup,
-        model_loaded: asyncio.Event,
-        model_version: Callable[[], str],
+        next_version: Callable[[str | None], Awaitable[str]],
     ) -> None:
         self._setup = setup
-        self._model_loaded = model_loaded
-        self._model_version = model_version
+        self._next_version = next_version
         self._stopping = asyncio.Event()
         self.announced = asyncio.Event()
 
     async def run(self) -> None:
         jetstream = await self._setup.declared()
-        await self._model_loaded.wait()
-        version = self._model_version()
+        version: str | None = None
         while not self._stopping.is_set():
-            try:
-                models = await jetstream.key_value(MODELS_BUCKET)
-                await models.put(CURRENT_MODEL_KEY, version.encode())
-                logger.info("announced model version %s", version)
-                self.announced.set()
-                return
-            except (nats.errors.Error, TimeoutError) as error:
-                logger.warning("cannot announce the model version yet: %s", error)
-                await asyncio.sleep(RETRY_SECONDS)
+            version = await self._next_version(version)
+            while not self._stopping.is_set():
+                try:
+                    models = await jetstream.key_value(MODELS_BUCKET)
+                    await models.put(CURRENT_MODEL_KEY, version.encode())
+                    logger.info("announced model version %s", version)
+                    self.announced.set()
+                    break
+                except (nats.errors.Error, TimeoutError) as error:
+                    logger.warning("cannot announce the model version yet: %s", error)
+                    await asyncio.sleep(RETRY_SECONDS)
 
     async def stop(self) -> None:
         self._stopping.set()

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from meshkit.broker_layout import BrokerSettings
+from meshkit.model_repository import MODEL_VERSION_PATTERN
 from meshkit.settings import NatsSettings, Port, ServiceSettings
 from weather.v1 import defaults_pb2
 
@@ -29,7 +30,23 @@ class ClassifierSettings(ServiceSettings, NatsSettings, BrokerSettings):
     )
     model_path: Path | None = Field(
         default=None,
-        description="The `.keras` model file; empty: the one shipped in the package.",
+        description=(
+            "The `.keras` file served while the model repository has no `current` pointer; "
+            "empty: the one shipped in the package."
+        ),
+    )
+    model_version: str | None = Field(
+        default=None,
+        pattern=MODEL_VERSION_PATTERN,
+        description=(
+            "Pin: serve this version from the model repository and ignore the `current` "
+            "pointer (a canary beside the stable classifiers); empty: follow the pointer."
+        ),
+    )
+    model_retry_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Pause before retrying a model that could not be loaded (pinned or first).",
     )
     max_batch: int = Field(
         default=32, ge=1, le=1024, description="Most images one forward pass classifies."

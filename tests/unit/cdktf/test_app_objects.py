@@ -17,11 +17,12 @@ from weather_deploy.service_config import env_name, service_environment, setting
 from weather_deploy.stacks import (
     PAGE_TOKEN_SECRET_VARIABLE,
     SERVICES,
+    _canary_objects,
     canary_replicas,
     classifier_queue,
 )
 from weather_deploy.synthesis import Synthesized
-from weather_deploy.workloads import cluster_settings
+from weather_deploy.workloads import ServiceImage, cluster_settings
 
 SCALED_ON_CPU: tuple[ServiceName, ...] = ("dispatcher", "reporting")
 
@@ -232,6 +233,21 @@ def test_canary_is_a_second_classifier_deployment_sized_by_the_weight(
     config = synthesized.find("app", "ConfigMap", CLASSIFIER_CANARY)["data"]
     model_variable = env_name(settings_class("classifier"), "model_path")
     assert config.get(model_variable) == env.canary_model_path
+
+
+def test_a_canary_pinned_to_a_model_version_carries_the_pin_and_stable_does_not(
+    prod: Synthesized,
+) -> None:
+    pinned = ENVIRONMENTS["staging"].model_copy(
+        update={"canary_model_version": "sha256:0123456789ab"}
+    )
+    config_map = _canary_objects(pinned, ServiceImage("registry.example.com", "t"), "t")[0]
+    pin_variable = env_name(settings_class("classifier"), "model_version")
+    assert config_map["data"][pin_variable] == "sha256:0123456789ab"
+    assert pin_variable not in prod.find("app", "ConfigMap", "classifier")["data"]
+    misspelt = pinned.model_copy(update={"canary_model_version": "0123456789ab"})
+    with pytest.raises(ValidationError, match="model_version"):
+        _canary_objects(misspelt, ServiceImage("registry.example.com", "t"), "t")
 
 
 def test_the_ui_is_served_on_its_contract_port_behind_the_edge(prod: Synthesized) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.classifier.model import DEFAULT_MODEL_PATH, model_version
+from meshkit.model_repository import model_version
+from services.classifier.model import DEFAULT_MODEL_PATH
 
 MODEL_CARD = Path(__file__).resolve().parents[4] / "services" / "classifier" / "MODEL_CARD.md"
 
 
 def test_model_card_names_the_version_of_the_shipped_file() -> None:
-    assert model_version(DEFAULT_MODEL_PATH) in MODEL_CARD.read_text()
+    assert model_version(DEFAULT_MODEL_PATH.read_bytes()) in MODEL_CARD.read_text()
 
 
 def test_model_card_carries_the_dataset_attribution() -> None:
