@@ -42,6 +42,7 @@ test-unit: $(HELM)
 
 synth: $(INSTALLED) ## Terraform JSON of every stack for ENV (dev|staging|prod) into cdktf.out/
 	rm -rf $(CDKTF_OUT)
+	mkdir -p $(dir $(abspath $(CDKTF_OUT)))
 	cd cdktf && WEATHER_ENV=$(ENV) KUBE_CONTEXT=$(KUBE_CONTEXT) CDKTF_OUTDIR=$(CDKTF_OUT) \
 	  JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(BIN)/python main.py
 	@echo "synth: ENV=$(ENV) stacks: $$(ls $(CDKTF_OUT)/stacks | tr '\n' ' ')"

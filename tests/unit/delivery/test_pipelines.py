@@ -411,3 +411,33 @@ def test_a_pull_request_pipeline_is_chosen_by_branch_glob(document: dict[str, An
     assert resolve_key(document, "pull-requests", "feature/x") == "pull-requests:**"
     assert resolve_key(document, "main", "whatever") == "branches:main"
     assert pipeline(document, resolve_key(document, "custom:rollback", "x")).variables
+
+
+def test_the_synth_step_writes_every_environment_where_its_artifacts_say(
+    pipelines: dict[str, Pipeline], tmp_path: Path
+) -> None:
+    """The step's own lines, run in this checkout with the clone directory Bitbucket would
+    give (the synth writes into a folder whose parent does not exist yet)."""
+    (step,) = {
+        step.name: step for step in every_step(pipelines) if "synth" in step.make_targets()
+    }.values()
+    environment = {**without_secrets(), "BITBUCKET_CLONE_DIR": str(tmp_path)}
+    for line in step.script:
+        result = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", line],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+            env=environment,
+        )
+        assert result.returncode == 0, line + "\n" + result.stdout + result.stderr
+    written = sorted(
+        p.parent.relative_to(tmp_path).as_posix() for p in tmp_path.glob("**/cdk.tf.json")
+    )
+    environments = ("dev", "prod", "staging")
+    stacks = ("app", "cluster", "platform", "platform-crs")
+    assert written == [
+        f"cdktf.out/{env}/stacks/{stack}" for env in environments for stack in stacks
+    ]
