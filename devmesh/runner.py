@@ -24,7 +24,7 @@ from devmesh.launcher import Launcher
 from devmesh.logstream import prefix_line, prefix_width, pump_lines
 from devmesh.nats import NatsServer
 from devmesh.ports import is_free
-from devmesh.postgres import PostgresServer
+from devmesh.postgres import MIGRATION_ROLE, PostgresServer
 from devmesh.process import ManagedProcess
 from devmesh.settings import SERVICE_NAMES, LocalService, MeshSettings
 from devmesh.static import StaticSite
@@ -40,11 +40,18 @@ class StartupError(RuntimeError):
     """The mesh cannot start as configured; the message says what to change."""
 
 
-def mesh_environment(settings: MeshSettings, postgres_dsn: str) -> dict[str, str]:
-    """Variables every service gets, on top of the runner's own environment."""
-    environment = {"PYTHONUNBUFFERED": "1", "REPORTING_DATABASE_URL": postgres_dsn}
+def mesh_environment(
+    settings: MeshSettings, postgres: PostgresServer, nats: NatsServer
+) -> dict[str, str]:
+    """Variables every service gets, on top of the runner's own environment: its ports, how
+    to reach NATS as its own user, and reporting's runtime and migration database roles."""
+    environment = {
+        "PYTHONUNBUFFERED": "1",
+        "REPORTING_DATABASE_URL": postgres.runtime_dsn_for(postgres.database),
+        "REPORTING_MIGRATION_DATABASE_URL": postgres.dsn_for(postgres.database, MIGRATION_ROLE),
+    }
     for spec in settings.services:
-        environment[f"{spec.env_prefix}NATS_URL"] = settings.nats_url
+        environment.update(nats.client_environment(spec.name, spec.env_prefix))
         environment[f"{spec.env_prefix}GRPC_PORT"] = str(spec.grpc_port)
         environment[f"{spec.env_prefix}METRICS_PORT"] = str(spec.metrics_port)
     return environment
@@ -195,7 +202,7 @@ class Mesh:
         await self._launch(postgres)
         await asyncio.to_thread(postgres.create_database, postgres.database)
 
-        environment = {**os.environ, **mesh_environment(settings, postgres.dsn)}
+        environment = {**os.environ, **mesh_environment(settings, postgres, nats)}
         for spec in settings.services:
             self._start_service(spec, environment)
 
@@ -240,7 +247,7 @@ class Mesh:
         ]
         rows += [
             ("NATS", f"{nats.url}  monitoring {nats.monitor_url}"),
-            ("PostgreSQL", postgres.dsn),
+            ("PostgreSQL", postgres.display_dsn()),
         ]
         lines = ["mesh is up:"] + [f"  {label:<26}{url}" for label, url in rows]
         if not self.settings.services:

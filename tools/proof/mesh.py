@@ -168,7 +168,7 @@ class LocalMesh:
         environment = {
             **os.environ,
             "TF_CPP_MIN_LOG_LEVEL": "2",
-            **mesh_environment(self.settings, self.postgres.dsn),
+            **mesh_environment(self.settings, self.postgres, self.nats),
             **{
                 spec.env_prefix + name: value
                 for spec in self.settings.services

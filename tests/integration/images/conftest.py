@@ -68,6 +68,8 @@ def mesh(
         monitor_port=free_port(),
         store_dir=workdir / "nats",
         log_path=workdir / "nats.log",
+        # The containers cannot read the host's password files (no volumes): anonymous.
+        authenticated=False,
     )
     database_name = f"images_{workdir.name.replace('-', '_')}"
     started = Containers()
