@@ -12,11 +12,16 @@ from typing import Any
 from tools.secrets_check import unreviewed, update
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
+FINDING_HASH = "ab12"
 NOT_SHIPPED = ("tests/",)
 
 
 def _baseline(is_secret: bool | None = None, line: int = 3) -> dict[str, Any]:
-    entry: dict[str, Any] = {"type": "Secret Keyword", "hashed_secret": "ab12", "line_number": line}
+    entry: dict[str, Any] = {
+        "type": "Secret Keyword",
+        "hashed_secret": FINDING_HASH,
+        "line_number": line,
+    }
     if is_secret is not None:
         entry["is_secret"] = is_secret
     return {"results": {"services/x.py": [entry]}}
@@ -33,7 +38,7 @@ def test_updating_the_baseline_keeps_verdicts() -> None:
     updated = update(_baseline(line=9), _baseline(is_secret=False))
     assert updated["results"]["services/x.py"][0] == {
         "type": "Secret Keyword",
-        "hashed_secret": "ab12",
+        "hashed_secret": FINDING_HASH,
         "line_number": 9,
         "is_secret": False,
     }
