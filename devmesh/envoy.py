@@ -6,6 +6,7 @@ tests and whatever later renders the template for a cluster.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import string
@@ -21,6 +22,8 @@ from devmesh.launcher import Launcher
 from devmesh.ports import LOOPBACK
 from devmesh.process import ManagedProcess
 from devmesh.readiness import http_status
+from devmesh.static import SECURITY_HEADERS
+from devmesh.tls import ensure_dev_certificate, tls_files
 from weather.v1 import defaults_pb2
 
 UPLOAD_CAP_BYTES: int = defaults_pb2.LIMIT_MAX_UPLOAD_BYTES
@@ -133,6 +136,9 @@ class GatewayConfig:
     upstream_max_connections: int = 1024
     upstream_max_pending_requests: int = 1024
     upstream_max_requests: int = 4096
+    tls_dir: Path | None = None
+    """Where the HTTPS certificate and key are (made there if missing); None: beside the
+    rendered config."""
 
 
 def _local_rate_limit(stat_prefix: str, limit: RouteLimit, max_tracked_clients: int) -> str:
@@ -177,6 +183,15 @@ def _circuit_breakers(config: GatewayConfig) -> str:
     return json.dumps({"thresholds": [thresholds]})
 
 
+def _ui_security_headers() -> str:
+    return json.dumps(
+        [
+            {"header": {"key": name, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+            for name, value in SECURITY_HEADERS.items()
+        ]
+    )
+
+
 def _trusted_clients_lua(addresses: Sequence[str]) -> str:
     """A Lua set literal of validated IP addresses (nothing else can reach the script)."""
     entries = ", ".join(f'["{_validated_ip(address)}"] = true' for address in addresses)
@@ -189,6 +204,7 @@ def render_config(config: GatewayConfig, template: str) -> str:
     if not origins:
         raise ValueError("at least one allowed CORS origin is required")
     origin_matchers = "[" + ", ".join(f"{{exact: {json.dumps(o)}}}" for o in origins) + "]"
+    tls = tls_files(config.tls_dir or Path("tls"))
     return string.Template(template).substitute(
         LISTEN_ADDRESS=config.listen_address,
         LISTENER_PORT=config.listener_port,
@@ -220,6 +236,9 @@ def render_config(config: GatewayConfig, template: str) -> str:
         MAX_DOWNSTREAM_CONNECTIONS=config.max_downstream_connections,
         MAX_HEAP_BYTES=config.max_heap_bytes,
         UPSTREAM_CIRCUIT_BREAKERS=_circuit_breakers(config),
+        UI_SECURITY_HEADERS=_ui_security_headers(),
+        TLS_CERTIFICATE=json.dumps(str(tls.certificate)),
+        TLS_PRIVATE_KEY=json.dumps(str(tls.private_key)),
     )
 
 
@@ -263,9 +282,17 @@ class EnvoyProxy(Launcher):
     def url(self) -> str:
         return f"http://{self.config.listen_address}:{self.config.listener_port}"
 
+    @property
+    def tls_url(self) -> str:
+        return f"https://{self.config.listen_address}:{self.config.listener_port}"
+
     def prepare(self) -> None:
+        """Make the development certificate if needed, then render the config."""
         self.config_path.parent.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(render_config(self.config, self.template_path.read_text()))
+        tls_dir = self.config.tls_dir or self.config_path.parent / "tls"
+        ensure_dev_certificate(tls_dir)
+        config = dataclasses.replace(self.config, tls_dir=tls_dir)
+        self.config_path.write_text(render_config(config, self.template_path.read_text()))
 
     def validate(self) -> None:
         """Run `envoy --mode validate`, raising with Envoy's own explanation on failure."""

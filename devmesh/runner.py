@@ -234,7 +234,7 @@ class Mesh:
 
     def _banner(self, nats: NatsServer, postgres: PostgresServer, envoy: EnvoyProxy) -> str:
         rows = [
-            ("UI", f"{envoy.url}/"),
+            ("UI", f"{envoy.url}/  (HTTPS: {envoy.tls_url}/, development certificate)"),
             ("gateway (gRPC, gRPC-Web)", envoy.url),
             ("envoy admin", f"http://127.0.0.1:{self.settings.envoy_admin_port}"),
         ]

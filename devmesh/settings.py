@@ -138,6 +138,7 @@ class MeshSettings(BaseSettings):
             ui_port=self.ui_port,
             allowed_origins=self.ui_origins,
             xff_trusted_hops=self.gateway_xff_trusted_hops,
+            tls_dir=self.devmesh_data_dir / "tls",
             trusted_clients=self.gateway_trusted_clients,
             submit_limit=RouteLimit(_per_client(self.gateway_submit_per_client), SUBMIT_TOTAL),
             watch_limit=RouteLimit(_per_client(self.gateway_watch_per_client), WATCH_TOTAL),

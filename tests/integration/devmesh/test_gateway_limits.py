@@ -9,7 +9,10 @@ must meet it, whatever the machine's speed, unless each request took over a seco
 from __future__ import annotations
 
 import http.client
+import http.server
+import ssl
 import struct
+import threading
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -27,12 +30,35 @@ ATTEMPTS = 30
 RESOURCE_EXHAUSTED = "8"
 
 
+_upstream_headers: dict[str, str] = {}
+
+
 def _echo(request: bytes, context: grpc.ServicerContext) -> bytes:
+    """Echo, noting the headers of the last call (what the gateway passed on)."""
+    _upstream_headers.clear()
+    _upstream_headers.update((key, str(value)) for key, value in context.invocation_metadata())
     return request
+
+
+class _BareFiles(http.server.BaseHTTPRequestHandler):
+    """A file server that sets no security header of its own."""
+
+    def do_GET(self) -> None:
+        body = b"<!doctype html><title>weather-mesh</title>"
+        self.send_response(200)
+        self.send_header("content-type", "text/html")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
 
 
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[EnvoyProxy]:
+    files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _BareFiles)
+    threading.Thread(target=files.serve_forever, daemon=True).start()
     upstream = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     handler = grpc.method_handlers_generic_handler(
         "weather.v1.DispatcherService", {"Echo": grpc.unary_unary_rpc_method_handler(_echo)}
@@ -47,7 +73,7 @@ def gateway(tmp_path: Path) -> Iterator[EnvoyProxy]:
             dispatcher_port=port,
             reporting_port=free_port(),
             allowed_origins=["http://127.0.0.1:8080"],
-            ui_port=free_port(),
+            ui_port=files.server_address[1],
             trusted_clients=(TRUSTED,),
             api_limit=TIGHT,
         ),
@@ -58,6 +84,7 @@ def gateway(tmp_path: Path) -> Iterator[EnvoyProxy]:
     yield proxy
     proxy.stop()
     upstream.stop(grace=None)
+    files.shutdown()
 
 
 def _echo_call(proxy: EnvoyProxy, source: str, headers: dict[str, str] | None = None) -> str:
@@ -121,3 +148,49 @@ def test_a_client_header_sent_by_the_client_is_replaced(gateway: EnvoyProxy) -> 
 
 def test_a_trusted_client_meets_only_the_total_limit(gateway: EnvoyProxy) -> None:
     assert [_echo_call(gateway, TRUSTED) for _ in range(ATTEMPTS)] == ["served"] * ATTEMPTS
+
+
+def test_https_on_the_same_port_with_modern_tls_only(gateway: EnvoyProxy) -> None:
+    certificate = gateway.config_path.parent / "tls" / "cert.pem"
+    context = ssl.create_default_context(cafile=str(certificate))
+    connection = http.client.HTTPSConnection(
+        "127.0.0.1", gateway.config.listener_port, timeout=10, context=context
+    )
+    connection.request("GET", "/")
+    reply = connection.getresponse()
+    reply.read()
+    assert connection.sock is not None
+    assert connection.sock.version() in ("TLSv1.2", "TLSv1.3")
+    connection.close()
+    # A client offering only a suite without forward secrecy (RSA key exchange, CBC).
+    weak = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    weak.load_verify_locations(str(certificate))
+    weak.maximum_version = ssl.TLSVersion.TLSv1_2
+    weak.set_ciphers("AES128-SHA:AES256-SHA:@SECLEVEL=0")
+    legacy = http.client.HTTPSConnection(
+        "127.0.0.1", gateway.config.listener_port, timeout=10, context=weak
+    )
+    with pytest.raises(ssl.SSLError, match=r"HANDSHAKE_FAILURE|handshake failure"):
+        legacy.connect()
+
+
+def test_a_trace_context_from_the_internet_is_not_passed_on(gateway: EnvoyProxy) -> None:
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    _echo_call(gateway, TRUSTED, {"traceparent": traceparent, "tracestate": "x=1"})
+    assert _upstream_headers.get("traceparent") is None
+    assert _upstream_headers.get("tracestate") is None
+    assert _upstream_headers.get("x-client-traceparent") == traceparent
+
+
+def test_the_gateway_sets_the_ui_security_headers_itself(gateway: EnvoyProxy) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", gateway.config.listener_port, timeout=10)
+    connection.request("GET", "/")
+    reply = connection.getresponse()
+    reply.read()
+    connection.close()
+    assert reply.status == 200
+    policy = reply.getheader("content-security-policy") or ""
+    assert "frame-ancestors 'none'" in policy
+    assert "default-src 'self'" in policy
+    assert "unsafe-inline" not in policy
+    assert reply.getheader("x-content-type-options") == "nosniff"
