@@ -92,7 +92,9 @@ _MESH_STREAMS = (
     kv_stream(IDEMPOTENCY_BUCKET),
     kv_stream(MODELS_BUCKET),
 )
-_EVERY_SERVICE = ["$JS.API.INFO", *_declare(_MESH_STREAMS)]
+# STREAM.NAMES: nats.py looks a stream up by subject when a subscription names none (the
+# object store's reads of multi-chunk objects do).
+_EVERY_SERVICE = ["$JS.API.INFO", "$JS.API.STREAM.NAMES", *_declare(_MESH_STREAMS)]
 
 
 def _permissions(publish: list[str]) -> BrokerPermissions:

@@ -89,3 +89,15 @@ async def test_the_classifier_cannot_write_images(declared: NatsServer) -> None:
 async def test_a_client_without_credentials_is_refused(nats_server: NatsServer) -> None:
     with pytest.raises(NatsError):
         await nats.connect(nats_server.url, allow_reconnect=False, max_reconnect_attempts=0)
+
+
+async def test_the_classifier_reads_a_multi_chunk_image_the_dispatcher_wrote(
+    declared: NatsServer,
+) -> None:
+    photo = bytes(range(256)) * 8 * 1024  # 2 MiB: many chunks, read by an ordered consumer
+    async with connected(declared, "dispatcher") as dispatcher:
+        store = await dispatcher.jetstream().object_store(IMAGES_BUCKET)
+        await store.put("large", photo)
+    async with connected(declared, "classifier") as classifier:
+        store = await classifier.jetstream().object_store(IMAGES_BUCKET)
+        assert (await store.get("large")).data == photo
