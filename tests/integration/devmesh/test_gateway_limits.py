@@ -148,8 +148,7 @@ def test_a_client_header_sent_by_the_client_is_replaced(gateway: EnvoyProxy) -> 
 
 def test_a_forged_subject_header_does_not_escape_the_limit(gateway: EnvoyProxy) -> None:
     outcomes = [
-        _echo_call(gateway, CLIENT_A, {"x-weather-subject": f"forged-{n}"})
-        for n in range(ATTEMPTS)
+        _echo_call(gateway, CLIENT_A, {"x-weather-subject": f"forged-{n}"}) for n in range(ATTEMPTS)
     ]
     assert "limited" in outcomes  # only jwt_authn may name a subject
 
