@@ -44,6 +44,8 @@ JOBS_STREAM = "WEATHER_JOBS"
 JOB_SUBJECT_ROOT = "weather.job"
 ALL_JOB_SUBJECTS = f"{JOB_SUBJECT_ROOT}.>"
 QUEUED_SUBJECTS = f"{JOB_SUBJECT_ROOT}.*.queued"
+# The classifier's capture of JetStream's max-deliveries advisories (services/classifier/queue.py).
+EXHAUSTED_JOBS_STREAM = "WEATHER_JOBS_EXHAUSTED"
 IMAGES_BUCKET = "weather-images"
 IMAGES_STREAM = f"OBJ_{IMAGES_BUCKET}"
 RESULTS_BUCKET = "weather-results"

@@ -11,11 +11,16 @@ from __future__ import annotations
 
 from nats.js import JetStreamContext, api
 
-from meshkit.broker_layout import JOBS_STREAM, QUEUED_SUBJECTS, ensure_stream
+from meshkit.broker_layout import (
+    EXHAUSTED_JOBS_STREAM,
+    JOBS_STREAM,
+    QUEUED_SUBJECTS,
+    ensure_stream,
+)
 from services.classifier.settings import ClassifierSettings
 
 CONSUMER = "classifier"
-ADVISORIES_STREAM = "WEATHER_JOBS_EXHAUSTED"
+ADVISORIES_STREAM = EXHAUSTED_JOBS_STREAM
 EXHAUSTED_CONSUMER = "classifier-exhausted"
 MAX_DELIVERIES_ADVISORY = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{JOBS_STREAM}.{CONSUMER}"
 

@@ -14,6 +14,7 @@ from meshkit.server import ServiceDefinition, run
 from services.dispatcher.handlers import DispatcherService
 from services.dispatcher.jobs import JobBook, UploadLimits
 from services.dispatcher.settings import DispatcherSettings
+from services.dispatcher.watch_slots import WatchSlots
 from weather.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 
 SERVICE_NAME = dispatcher_pb2.DESCRIPTOR.services_by_name["DispatcherService"].full_name
@@ -41,7 +42,7 @@ def build(settings: DispatcherSettings) -> ServiceDefinition:
         timeout_seconds=settings.broker_timeout_seconds,
         on_cache_lookup=lambda hit: cache_lookups.labels("hit" if hit else "miss").inc(),
     )
-    servicer = DispatcherService(jobs)
+    servicer = DispatcherService(jobs, WatchSlots(settings.watch_max_streams_per_client))
 
     return ServiceDefinition(
         name="dispatcher",

@@ -55,6 +55,14 @@ class DispatcherSettings(ServiceSettings, NatsSettings, BrokerSettings, Identity
         gt=0,
         description="How long Submit waits for JetStream to store the image and the event.",
     )
+    watch_max_streams_per_client: int = Field(
+        default=16,
+        ge=1,
+        description=(
+            "WatchJob streams one client (as the gateway names it) may hold open at once; "
+            "more get RESOURCE_EXHAUSTED."
+        ),
+    )
 
     @model_validator(mode="after")
     def _room_for_the_upload_check(self) -> DispatcherSettings:

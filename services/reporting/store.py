@@ -199,8 +199,16 @@ class JobStore:
     """Records events and answers queries; every database failure surfaces as one of the
     two domain errors above, so callers need not know psycopg."""
 
-    def __init__(self, pool: AsyncConnectionPool, timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        timeout_seconds: float,
+        ingest_pool: AsyncConnectionPool | None = None,
+    ) -> None:
+        """`pool` serves queries; `ingest_pool` (default: the same) takes the event writes,
+        so a burst of events never queues the RPCs behind it, nor slow queries the ingest."""
         self._pool = pool
+        self._ingest_pool = ingest_pool or pool
         self._timeout = timeout_seconds
 
     async def record(self, records: Sequence[EventRecord]) -> int:
@@ -213,7 +221,7 @@ class JobStore:
         new = 0
         try:
             async with (
-                self._pool.connection(timeout=self._timeout) as connection,
+                self._ingest_pool.connection(timeout=self._timeout) as connection,
                 connection.transaction(),
             ):
                 for record in sorted(records, key=lambda r: (r.job_id, r.event_id)):
