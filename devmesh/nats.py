@@ -3,6 +3,10 @@
 `sync_interval: always` is deliberate: Jepsen's analysis of NATS 2.12.1 showed
 acknowledged writes lost on power failure with the default lazy fsync, and the mesh
 acknowledges jobs to clients on the strength of a JetStream publish ack.
+
+`max_file_store` is the whole storage budget of the broker: JetStream reserves each stream's
+`max_bytes` against it, so the mesh's streams and buckets (`meshkit.broker_layout.
+storage_budget`) must fit inside it, or declaring them fails at start.
 """
 
 from __future__ import annotations
@@ -17,10 +21,18 @@ from devmesh.process import ManagedProcess
 from devmesh.readiness import http_status
 
 CONFIG_FILE_NAME = "nats-server.conf"
+MAX_FILE_STORE_BYTES = 6 * 1024**3
+"""Room for the default storage budget (5.4 GiB) with headroom for JetStream's own files."""
 
 
 def render_nats_config(
-    *, host: str, port: int, monitor_port: int, store_dir: Path, server_name: str
+    *,
+    host: str,
+    port: int,
+    monitor_port: int,
+    store_dir: Path,
+    server_name: str,
+    max_file_store_bytes: int = MAX_FILE_STORE_BYTES,
 ) -> str:
     """The nats-server configuration; strings are JSON-quoted, which the NATS format accepts."""
     return (
@@ -30,6 +42,7 @@ def render_nats_config(
         "jetstream {\n"
         f"  store_dir: {json.dumps(str(store_dir))}\n"
         "  sync_interval: always\n"
+        f"  max_file_store: {max_file_store_bytes}\n"
         "}\n"
     )
 

@@ -6,10 +6,12 @@ from functools import partial
 
 from prometheus_client import Counter
 
-from meshkit.broker_layout import BrokerSetup
+from meshkit.broker_layout import BrokerSetup, storage_budget
+from meshkit.broker_load import BrokerLoad
 from meshkit.metrics import ServiceMetrics
 from meshkit.nats import NatsConnection
 from meshkit.server import ServiceDefinition, run
+from services.dispatcher.admission import Admission
 from services.dispatcher.handlers import DispatcherService
 from services.dispatcher.jobs import JobBook, UploadLimits
 from services.dispatcher.settings import DispatcherSettings
@@ -29,8 +31,10 @@ def build(settings: DispatcherSettings) -> ServiceDefinition:
     )
     for result in ("hit", "miss"):
         cache_lookups.labels(result)  # both series exist from the start, for rate ratios
-    nats_connection = NatsConnection(
-        settings, client_name="dispatcher", setup=BrokerSetup(settings)
+    broker_setup = BrokerSetup(settings)
+    nats_connection = NatsConnection(settings, client_name="dispatcher", setup=broker_setup)
+    broker_load = BrokerLoad(
+        metrics.registry, broker_setup, storage_budget(settings), settings.broker_poll_seconds
     )
     jobs = JobBook(
         jetstream=lambda: nats_connection.jetstream,
@@ -38,6 +42,12 @@ def build(settings: DispatcherSettings) -> ServiceDefinition:
         limits=UploadLimits(settings.max_upload_bytes, settings.max_image_pixels),
         images_ttl_seconds=settings.images_ttl_seconds,
         timeout_seconds=settings.broker_timeout_seconds,
+        admission=Admission(
+            broker_load,
+            jobs_reserve_bytes=settings.jobs_reserve_bytes,
+            max_queue_depth=settings.max_queue_depth,
+            retry_after_seconds=settings.retry_after_seconds,
+        ),
         on_cache_lookup=lambda hit: cache_lookups.labels("hit" if hit else "miss").inc(),
     )
     servicer = DispatcherService(jobs)
@@ -47,6 +57,7 @@ def build(settings: DispatcherSettings) -> ServiceDefinition:
         grpc_services=[SERVICE_NAME],
         register=partial(dispatcher_pb2_grpc.add_DispatcherServiceServicer_to_server, servicer),
         dependencies=[nats_connection],
+        workers=[broker_load],
         metrics=metrics,
     )
 

@@ -49,6 +49,7 @@ from meshkit.job_states import TERMINAL_KINDS, is_terminal_state
 from meshkit.nats import NatsNotConnectedError
 from meshkit.request_fields import checked_key, display_text
 from meshkit.tracing import IMAGE_SHA256, JOB_ID
+from services.dispatcher.admission import Admission
 from services.dispatcher.uploads import check_upload
 from weather.v1 import events_pb2, job_pb2
 
@@ -126,6 +127,7 @@ class JobBook:
         limits: UploadLimits,
         images_ttl_seconds: float,
         timeout_seconds: float,
+        admission: Admission,
         new_job_id: Callable[[], str] = lambda: uuid.uuid4().hex,
         on_cache_lookup: Callable[[bool], None] = lambda hit: None,
     ) -> None:
@@ -136,6 +138,7 @@ class JobBook:
         self._limits = limits
         self._images_ttl_seconds = images_ttl_seconds
         self._timeout = timeout_seconds
+        self._admission = admission
         self._new_job_id = new_job_id
         self._buckets: dict[str, KeyValue] = {}
 
@@ -147,9 +150,13 @@ class JobBook:
         return bucket
 
     async def submit(self, image: bytes, filename: str, idempotency_key: str) -> job_pb2.Job:
-        """Validate, store once, and queue the photo (or answer from the result cache)."""
+        """Validate, store once, and queue the photo (or answer from the result cache).
+
+        A job is accepted once its first event is stored; before that, a full budget or a
+        deep queue refuses it (`admission.MeshBusyError`) and nothing was promised."""
         filename = display_text(filename, "filename", MAX_FILENAME_BYTES)
         checked_key(idempotency_key, "idempotency_key", MAX_IDEMPOTENCY_KEY_BYTES)
+        self._admission.check_new_job()
         image_sha256 = await asyncio.to_thread(
             check_upload, image, self._limits.max_upload_bytes, self._limits.max_image_pixels
         )
@@ -181,13 +188,17 @@ class JobBook:
                 event.succeeded.from_cache = True
             else:
                 images = ImageStore(js, self._max_payload(), self._images_ttl_seconds)
-                image_ref = await images.put_once(image, image_sha256)
+                with self._admission.storage_refusals("the photo store"):
+                    image_ref = await images.put_once(image, image_sha256)
                 event.event_id = job_id
                 event.queued.image.CopyFrom(image_ref)
                 event.queued.filename = filename
             event.occurred_at.FromDatetime(datetime.now(UTC))
             try:
-                await publish_event(js, event, ack_timeout_seconds=self._timeout, first_of_job=True)
+                with self._admission.storage_refusals("the job log"):
+                    await publish_event(
+                        js, event, ack_timeout_seconds=self._timeout, first_of_job=True
+                    )
             except JobAlreadyStartedError:
                 # A concurrent retry of the same idempotency key got there first.
                 existing = await last_job_event(js, job_id)
@@ -209,7 +220,8 @@ class JobBook:
         bucket = await self._bucket(js, IDEMPOTENCY_BUCKET)
         key = idempotency_kv_key(idempotency_key)
         try:
-            await bucket.create(key, record.encode())
+            with self._admission.storage_refusals("the idempotency key store"):
+                await bucket.create(key, record.encode())
         except KeyWrongLastSequenceError:
             entry = await bucket.get(key)
             return IdempotencyRecord.decode(entry.value or b"{}")

@@ -10,6 +10,10 @@ from meshkit.contract_constants import MAX_UPLOAD_BYTES
 from meshkit.settings import NatsSettings, Port, ServiceSettings
 from weather.v1 import defaults_pb2
 
+TERMINAL_EVENT_BYTES_BOUND = 2048
+"""What one terminal event may occupy on the job stream, generously: subject, headers (msg
+id, trace context), file name (255 bytes at most), a classification or a failure reason."""
+
 
 class DispatcherSettings(ServiceSettings, NatsSettings, BrokerSettings):
     model_config = SettingsConfigDict(env_prefix="DISPATCHER_", frozen=True, extra="ignore")
@@ -54,6 +58,32 @@ class DispatcherSettings(ServiceSettings, NatsSettings, BrokerSettings):
         gt=0,
         description="How long Submit waits for JetStream to store the image and the event.",
     )
+    jobs_reserve_bytes: int = Field(
+        default=64 * 1024**2,
+        ge=0,
+        description=(
+            "Free bytes of the job event stream kept for the terminal events of accepted jobs: "
+            "below it, Submit answers RESOURCE_EXHAUSTED."
+        ),
+    )
+    max_queue_depth: int = Field(
+        default=10_000,
+        ge=0,
+        description=(
+            "Queued jobs the classifiers may owe before Submit answers RESOURCE_EXHAUSTED at "
+            "once (latency stays bounded); 0: no bound."
+        ),
+    )
+    retry_after_seconds: int = Field(
+        default=5,
+        ge=1,
+        description="The retry hint of a RESOURCE_EXHAUSTED Submit (message and `retry-after`).",
+    )
+    broker_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often storage usage and queue depth are read for admission and metrics.",
+    )
 
     @model_validator(mode="after")
     def _room_for_the_upload_check(self) -> DispatcherSettings:
@@ -61,5 +91,16 @@ class DispatcherSettings(ServiceSettings, NatsSettings, BrokerSettings):
             raise ValueError(
                 f"max_receive_message_bytes ({self.max_receive_message_bytes}) must exceed "
                 f"max_upload_bytes ({self.max_upload_bytes}) by at least 64 KiB of framing"
+            )
+        owed = self.max_queue_depth * TERMINAL_EVENT_BYTES_BOUND
+        if self.jobs_reserve_bytes < owed:
+            raise ValueError(
+                f"jobs_reserve_bytes ({self.jobs_reserve_bytes}) must hold the terminal events "
+                f"of max_queue_depth ({self.max_queue_depth}) accepted jobs: at least {owed}"
+            )
+        if self.jobs_reserve_bytes >= self.jobs_max_bytes:
+            raise ValueError(
+                f"jobs_reserve_bytes ({self.jobs_reserve_bytes}) must be below jobs_max_bytes "
+                f"({self.jobs_max_bytes}), or no job could ever be accepted"
             )
         return self
