@@ -81,7 +81,7 @@ class Admission:
         try:
             yield
         except APIError as error:
-            if error.err_code != STORE_FAILED:
+            if getattr(error, "err_code", None) != STORE_FAILED:  # some subclasses lack it
                 raise
             logger.warning("%s refused a write: %s", what, error.description)
             raise StorageFullError(f"{what} is full", self.retry_after_seconds) from error

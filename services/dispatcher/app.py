@@ -14,6 +14,7 @@ from meshkit.server import ServiceDefinition, run
 from services.dispatcher.admission import Admission
 from services.dispatcher.handlers import DispatcherService
 from services.dispatcher.jobs import JobBook, UploadLimits
+from services.dispatcher.reconciler import Reconciler
 from services.dispatcher.settings import DispatcherSettings
 from weather.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 
@@ -31,6 +32,11 @@ def build(settings: DispatcherSettings) -> ServiceDefinition:
     )
     for result in ("hit", "miss"):
         cache_lookups.labels(result)  # both series exist from the start, for rate ratios
+    reconciled = Counter(
+        "weather_dispatcher_jobs_reconciled",
+        "Jobs the reconciler ended FAILED because they were unfinished past their deadline.",
+        registry=metrics.registry,
+    )
     broker_setup = BrokerSetup(settings)
     nats_connection = NatsConnection(settings, client_name="dispatcher", setup=broker_setup)
     broker_load = BrokerLoad(
@@ -50,6 +56,12 @@ def build(settings: DispatcherSettings) -> ServiceDefinition:
         ),
         on_cache_lookup=lambda hit: cache_lookups.labels("hit" if hit else "miss").inc(),
     )
+    reconciler = Reconciler(
+        broker_setup,
+        deadline_seconds=settings.job_deadline_seconds,
+        interval_seconds=settings.reconcile_interval_seconds,
+        on_reconciled=reconciled.inc,
+    )
     servicer = DispatcherService(jobs)
 
     return ServiceDefinition(
@@ -57,7 +69,7 @@ def build(settings: DispatcherSettings) -> ServiceDefinition:
         grpc_services=[SERVICE_NAME],
         register=partial(dispatcher_pb2_grpc.add_DispatcherServiceServicer_to_server, servicer),
         dependencies=[nats_connection],
-        workers=[broker_load],
+        workers=[broker_load, reconciler],
         metrics=metrics,
     )
 

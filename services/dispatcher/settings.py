@@ -79,6 +79,19 @@ class DispatcherSettings(ServiceSettings, NatsSettings, BrokerSettings):
         ge=1,
         description="The retry hint of a RESOURCE_EXHAUSTED Submit (message and `retry-after`).",
     )
+    job_deadline_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description=(
+            "A job still unfinished this long after Submit is ended FAILED by the reconciler "
+            "(keep it above the classifier's ack wait times its max deliveries)."
+        ),
+    )
+    reconcile_interval_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How often the reconciler looks for overdue jobs.",
+    )
     broker_poll_seconds: float = Field(
         default=1.0,
         gt=0,
@@ -97,6 +110,12 @@ class DispatcherSettings(ServiceSettings, NatsSettings, BrokerSettings):
             raise ValueError(
                 f"jobs_reserve_bytes ({self.jobs_reserve_bytes}) must hold the terminal events "
                 f"of max_queue_depth ({self.max_queue_depth}) accepted jobs: at least {owed}"
+            )
+        if self.job_deadline_seconds >= self.jobs_max_age_seconds:
+            raise ValueError(
+                f"job_deadline_seconds ({self.job_deadline_seconds}) must be below "
+                f"jobs_max_age_seconds ({self.jobs_max_age_seconds}): an overdue job's events "
+                "must still be there to fail it"
             )
         if self.jobs_reserve_bytes >= self.jobs_max_bytes:
             raise ValueError(
