@@ -33,7 +33,7 @@ from meshkit.job_events import (
     last_job_event,
 )
 from meshkit.job_states import TERMINAL_KINDS
-from meshkit.pull_consumer import PullSubscription, pull_until_stopped
+from meshkit.pull_consumer import PullSubscription, in_progress_while_held, pull_until_stopped
 from meshkit.terminal_events import publish_failed, publish_terminal, terminal_event
 from meshkit.tracing import (
     BATCH_SIZE,
@@ -143,7 +143,8 @@ class JobConsumer:
                     outcome = "redelivered-finished"
                 else:
                     sequence = message.metadata.sequence.stream
-                    outcome = await self._classify(jetstream, event, sequence)
+                    async with in_progress_while_held(message, self._settings.heartbeat_seconds):
+                        outcome = await self._classify(jetstream, event, sequence)
             except Exception as error:  # anything else may pass: retried up to max_deliver
                 logger.warning(
                     "job %s hit a transient error (%s: %s); redelivering in %.1fs",

@@ -56,7 +56,16 @@ class ClassifierSettings(ServiceSettings, NatsSettings, BrokerSettings):
         gt=0,
         description=(
             "How long a fetched job may stay unacknowledged before JetStream redelivers it "
-            "(e.g. after a crash); must cover a full queue of max_ack_pending jobs."
+            "(e.g. after a crash); progress heartbeats keep a job that is merely waiting here."
+        ),
+    )
+    progress_interval_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "How often a job in hand (waiting for a decode thread or a batch slot) tells "
+            "JetStream it is in progress, resetting its ack wait; empty: a third of the ack "
+            "wait. Checked at start against the ack wait."
         ),
     )
     max_deliver: int = Field(
@@ -84,11 +93,28 @@ class ClassifierSettings(ServiceSettings, NatsSettings, BrokerSettings):
         description="Longest one pull request waits for a job (bounds how fast a stop is seen).",
     )
 
+    @property
+    def heartbeat_seconds(self) -> float:
+        """The progress heartbeat interval in force."""
+        return self.progress_interval_seconds or self.ack_wait_seconds / 3
+
     @model_validator(mode="after")
     def _in_flight_fills_a_batch(self) -> ClassifierSettings:
         if self.max_ack_pending < self.max_batch:
             raise ValueError(
                 f"max_ack_pending ({self.max_ack_pending}) must be at least max_batch "
                 f"({self.max_batch}), or no batch could ever fill from the queue"
+            )
+        # The longest a job in hand goes without telling JetStream it is alive: one
+        # heartbeat interval, plus the forward pass it may be waiting behind (bounded by
+        # max_queue_delay for the batch to form; the pass itself runs in its own thread, so
+        # heartbeats continue), plus slack for a busy event loop.
+        worst_silence = self.heartbeat_seconds + self.max_queue_delay_seconds
+        if self.ack_wait_seconds < 2 * worst_silence:
+            raise ValueError(
+                f"ack_wait_seconds ({self.ack_wait_seconds}) must be at least twice the "
+                f"longest silence of a job in hand: progress_interval_seconds "
+                f"({self.heartbeat_seconds}) + max_queue_delay_seconds "
+                f"({self.max_queue_delay_seconds}); raise the ack wait or beat more often"
             )
         return self
