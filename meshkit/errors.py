@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from meshkit.decode_limit import DecoderBusyError
 from meshkit.images import UnreadableImageError
 
 RETRY_AFTER_TRAILER = "retry-after"
@@ -47,6 +48,10 @@ async def status_on_error(
         )
 
 
-IMAGE_STATUSES = (StatusFor(UnreadableImageError, grpc.StatusCode.INVALID_ARGUMENT),)
-"""A photo the mesh cannot read is the client's mistake, told in `meshkit.images`' words;
-every service that takes photos lists these among its statuses."""
+IMAGE_STATUSES = (
+    StatusFor(UnreadableImageError, grpc.StatusCode.INVALID_ARGUMENT),
+    StatusFor(DecoderBusyError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+)
+"""A photo the mesh cannot read is the client's mistake, told in `meshkit.images`' words; a
+process at its decode limit asks for a retry (`meshkit.decode_limit`). Every service that
+takes photos lists these among its statuses."""

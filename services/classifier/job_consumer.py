@@ -177,7 +177,7 @@ class JobConsumer:
         images = ImageStore(jetstream, self._max_payload(), self._settings.images_ttl_seconds)
         try:
             image = await images.get(queued.queued.image)
-            classified = await self._batcher.classify(image)
+            classified = await self._batcher.classify(image, fail_fast=False)
         except ImageMissingError as error:
             decided = await publish_failed(
                 jetstream,

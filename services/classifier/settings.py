@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from meshkit.broker_layout import BrokerSettings
+from meshkit.images import DEFAULT_MAX_PIXELS
 from meshkit.settings import NatsSettings, Port, ServiceSettings
 from weather.v1 import defaults_pb2
 
@@ -47,9 +48,18 @@ class ClassifierSettings(ServiceSettings, NatsSettings, BrokerSettings):
         default=2, ge=1, le=64, description="Threads decoding and resizing photos."
     )
     max_image_pixels: int = Field(
-        default=40_000_000,
+        default=DEFAULT_MAX_PIXELS,
         ge=1,
         description="Images with more pixels (read from the header) are refused undecoded.",
+    )
+    max_concurrent_decodes: int = Field(
+        default=160,
+        ge=1,
+        description=(
+            "Photos this process decodes or holds for a decode thread at once; a Classify "
+            "call beyond it gets RESOURCE_EXHAUSTED at once (queued jobs wait: at least "
+            "max_ack_pending)."
+        ),
     )
     ack_wait_seconds: float = Field(
         default=30.0,
@@ -104,6 +114,11 @@ class ClassifierSettings(ServiceSettings, NatsSettings, BrokerSettings):
             raise ValueError(
                 f"max_ack_pending ({self.max_ack_pending}) must be at least max_batch "
                 f"({self.max_batch}), or no batch could ever fill from the queue"
+            )
+        if self.max_concurrent_decodes < self.max_ack_pending:
+            raise ValueError(
+                f"max_concurrent_decodes ({self.max_concurrent_decodes}) must be at least "
+                f"max_ack_pending ({self.max_ack_pending}): the jobs in hand all decode"
             )
         # The longest a job in hand goes without telling JetStream it is alive: one
         # heartbeat interval, plus the forward pass it may be waiting behind (bounded by

@@ -8,6 +8,7 @@ from prometheus_client import Counter
 
 from meshkit.broker_layout import BrokerSetup, storage_budget
 from meshkit.broker_load import BrokerLoad
+from meshkit.decode_limit import DecodeLimit
 from meshkit.metrics import ServiceMetrics
 from meshkit.nats import NatsConnection
 from meshkit.server import ServiceDefinition, run
@@ -48,6 +49,7 @@ def build(settings: DispatcherSettings) -> ServiceDefinition:
         limits=UploadLimits(settings.max_upload_bytes, settings.max_image_pixels),
         images_ttl_seconds=settings.images_ttl_seconds,
         timeout_seconds=settings.broker_timeout_seconds,
+        decodes=DecodeLimit(settings.max_concurrent_decodes),
         admission=Admission(
             broker_load,
             jobs_reserve_bytes=settings.jobs_reserve_bytes,

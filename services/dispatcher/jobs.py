@@ -35,6 +35,7 @@ from meshkit.broker_layout import (
     result_key,
     terminal_event_id,
 )
+from meshkit.decode_limit import DecodeLimit
 from meshkit.image_store import ImageStore
 from meshkit.job_events import (
     JobAlreadyStartedError,
@@ -128,6 +129,7 @@ class JobBook:
         images_ttl_seconds: float,
         timeout_seconds: float,
         admission: Admission,
+        decodes: DecodeLimit,
         new_job_id: Callable[[], str] = lambda: uuid.uuid4().hex,
         on_cache_lookup: Callable[[bool], None] = lambda hit: None,
     ) -> None:
@@ -139,6 +141,7 @@ class JobBook:
         self._images_ttl_seconds = images_ttl_seconds
         self._timeout = timeout_seconds
         self._admission = admission
+        self._decodes = decodes
         self._new_job_id = new_job_id
         self._buckets: dict[str, KeyValue] = {}
 
@@ -157,9 +160,10 @@ class JobBook:
         filename = display_text(filename, "filename", MAX_FILENAME_BYTES)
         checked_key(idempotency_key, "idempotency_key", MAX_IDEMPOTENCY_KEY_BYTES)
         self._admission.check_new_job()
-        image_sha256 = await asyncio.to_thread(
-            check_upload, image, self._limits.max_upload_bytes, self._limits.max_image_pixels
-        )
+        with self._decodes.slot():
+            image_sha256 = await asyncio.to_thread(
+                check_upload, image, self._limits.max_upload_bytes, self._limits.max_image_pixels
+            )
         job_id, submitted_at = self._new_job_id(), datetime.now(UTC)
         with broker_errors("submit"):
             js = self._jetstream()

@@ -7,6 +7,7 @@ from pydantic_settings import SettingsConfigDict
 
 from meshkit.broker_layout import BrokerSettings
 from meshkit.contract_constants import MAX_UPLOAD_BYTES
+from meshkit.images import DEFAULT_MAX_PIXELS
 from meshkit.settings import NatsSettings, Port, ServiceSettings
 from weather.v1 import defaults_pb2
 
@@ -46,11 +47,19 @@ class DispatcherSettings(ServiceSettings, NatsSettings, BrokerSettings):
         ),
     )
     max_image_pixels: int = Field(
-        default=40_000_000,
+        default=DEFAULT_MAX_PIXELS,
         ge=1,
         description=(
             "Largest photo Submit accepts, in pixels, read from the header before decoding "
             "(decompression bombs); larger ones get INVALID_ARGUMENT."
+        ),
+    )
+    max_concurrent_decodes: int = Field(
+        default=8,
+        ge=1,
+        description=(
+            "Uploads this process checks (decodes) at once; a Submit beyond it gets "
+            "RESOURCE_EXHAUSTED at once instead of queueing for a thread."
         ),
     )
     broker_timeout_seconds: float = Field(
