@@ -38,7 +38,7 @@ from typing import Any
 
 from nats.js import JetStreamContext, api
 from nats.js.errors import APIError, NotFoundError
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from meshkit.job_states import EventKind
@@ -74,10 +74,13 @@ class BrokerSettings(BaseSettings):
 
     model_config = SettingsConfigDict(frozen=True, extra="ignore")
 
-    jobs_max_age_seconds: float = Field(
+    retention_seconds: float = Field(
         default=7 * 24 * 3600.0,
         gt=0,
-        description="How long job events stay on the broker (GetJob answers NOT_FOUND after).",
+        description=(
+            "How long a job is kept, everywhere at once: its events (GetJob answers NOT_FOUND "
+            "after), its photo (from its last upload) and its reporting row."
+        ),
     )
     jobs_max_bytes: int = Field(
         default=1024**3,
@@ -95,20 +98,18 @@ class BrokerSettings(BaseSettings):
             "the classifier's ack wait times its max deliveries."
         ),
     )
-    images_ttl_seconds: float = Field(
-        default=24 * 3600.0,
-        gt=0,
-        description="How long an uploaded photo is kept in the image bucket.",
-    )
     images_max_bytes: int = Field(
         default=4 * 1024**3,
         ge=1,
         description="Size budget of the image bucket in bytes (new uploads refused when full).",
     )
     results_ttl_seconds: float = Field(
-        default=30 * 24 * 3600.0,
+        default=7 * 24 * 3600.0,
         gt=0,
-        description="How long a classification stays in the result cache.",
+        description=(
+            "How long a classification stays in the result cache (at most retention_seconds: "
+            "it is derived from the photo)."
+        ),
     )
     results_max_bytes: int = Field(
         default=256 * 1024**2,
@@ -133,6 +134,22 @@ class BrokerSettings(BaseSettings):
         ge=1,
         description="Size budget of the stream of max-deliveries advisories in bytes.",
     )
+
+    @model_validator(mode="after")
+    def _nothing_outlives_its_job(self) -> BrokerSettings:
+        for name in ("results_ttl_seconds", "idempotency_ttl_seconds"):
+            if getattr(self, name) > self.retention_seconds:
+                raise ValueError(
+                    f"{name} ({getattr(self, name)}) must not exceed retention_seconds "
+                    f"({self.retention_seconds}): what a job leaves expires with it"
+                )
+        if self.jobs_duplicate_window_seconds > self.retention_seconds:
+            raise ValueError(
+                f"jobs_duplicate_window_seconds ({self.jobs_duplicate_window_seconds}) must "
+                f"not exceed retention_seconds ({self.retention_seconds}) (JetStream refuses it)"
+            )
+        return self
+
     broker_replicas: int = Field(
         default=1, ge=1, le=5, description="JetStream replicas of every stream and bucket."
     )
@@ -192,7 +209,7 @@ async def declare_broker(jetstream: JetStreamContext, settings: BrokerSettings) 
             retention=api.RetentionPolicy.LIMITS,
             storage=storage,
             num_replicas=replicas,
-            max_age=settings.jobs_max_age_seconds,
+            max_age=settings.retention_seconds,
             max_bytes=settings.jobs_max_bytes,
             discard=api.DiscardPolicy.NEW,
             duplicate_window=settings.jobs_duplicate_window_seconds,
@@ -221,7 +238,7 @@ async def declare_broker(jetstream: JetStreamContext, settings: BrokerSettings) 
     try:
         await jetstream.create_object_store(
             IMAGES_BUCKET,
-            ttl=settings.images_ttl_seconds,
+            ttl=settings.retention_seconds,
             max_bytes=settings.images_max_bytes,
             storage=storage,
             replicas=replicas,
@@ -231,7 +248,7 @@ async def declare_broker(jetstream: JetStreamContext, settings: BrokerSettings) 
             jetstream,
             error,
             IMAGES_STREAM,
-            max_age=settings.images_ttl_seconds,
+            max_age=settings.retention_seconds,
             max_bytes=settings.images_max_bytes,
         )
 

@@ -174,7 +174,7 @@ class JobConsumer:
         self, jetstream: JetStreamContext, queued: events_pb2.JobEvent, queued_sequence: int
     ) -> str:
         """Publish the job's terminal event; return the outcome for metrics."""
-        images = ImageStore(jetstream, self._max_payload(), self._settings.images_ttl_seconds)
+        images = ImageStore(jetstream, self._max_payload(), self._settings.retention_seconds)
         try:
             image = await images.get(queued.queued.image)
             classified = await self._batcher.classify(image, fail_fast=False)

@@ -53,7 +53,7 @@ async def declare_consumers(jetstream: JetStreamContext, settings: ClassifierSet
         subjects=[MAX_DELIVERIES_ADVISORY],
         storage=api.StorageType.FILE,
         num_replicas=settings.broker_replicas,
-        max_age=settings.jobs_max_age_seconds,
+        max_age=settings.retention_seconds,
         max_bytes=settings.advisories_max_bytes,
         discard=api.DiscardPolicy.OLD,
     )

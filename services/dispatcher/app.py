@@ -47,7 +47,7 @@ def build(settings: DispatcherSettings) -> ServiceDefinition:
         jetstream=lambda: nats_connection.jetstream,
         max_payload=lambda: nats_connection.client.max_payload,
         limits=UploadLimits(settings.max_upload_bytes, settings.max_image_pixels),
-        images_ttl_seconds=settings.images_ttl_seconds,
+        images_ttl_seconds=settings.retention_seconds,
         timeout_seconds=settings.broker_timeout_seconds,
         decodes=DecodeLimit(settings.max_concurrent_decodes),
         admission=Admission(

@@ -120,10 +120,10 @@ class DispatcherSettings(ServiceSettings, NatsSettings, BrokerSettings):
                 f"jobs_reserve_bytes ({self.jobs_reserve_bytes}) must hold the terminal events "
                 f"of max_queue_depth ({self.max_queue_depth}) accepted jobs: at least {owed}"
             )
-        if self.job_deadline_seconds >= self.jobs_max_age_seconds:
+        if self.job_deadline_seconds >= self.retention_seconds:
             raise ValueError(
                 f"job_deadline_seconds ({self.job_deadline_seconds}) must be below "
-                f"jobs_max_age_seconds ({self.jobs_max_age_seconds}): an overdue job's events "
+                f"retention_seconds ({self.retention_seconds}): an overdue job's events "
                 "must still be there to fail it"
             )
         if self.jobs_reserve_bytes >= self.jobs_max_bytes:
