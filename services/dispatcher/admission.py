@@ -59,14 +59,18 @@ class Admission:
         self._max_queue_depth = max_queue_depth
         self.retry_after_seconds = retry_after_seconds
 
-    def check_new_job(self) -> None:
-        """Raise StorageFullError or QueueFullError when a new job must wait."""
+    def check_job_log_room(self) -> None:
+        """Raise StorageFullError when the job stream is into its reserve."""
         jobs = self._load.usage(JOBS_STREAM)
         if jobs is not None and jobs.max_bytes > 0 and jobs.free_bytes < self._jobs_reserve_bytes:
             raise StorageFullError(
                 "the job log is full (room is kept for the jobs already accepted)",
                 self.retry_after_seconds,
             )
+
+    def check_queue_depth(self) -> None:
+        """Raise QueueFullError when the classifiers owe too many jobs to queue one more
+        (a photo the result cache answers needs no classifier: it is not checked)."""
         depth = self._load.queue_depth
         if self._max_queue_depth > 0 and depth is not None and depth >= self._max_queue_depth:
             raise QueueFullError(

@@ -159,7 +159,7 @@ class JobBook:
         deep queue refuses it (`admission.MeshBusyError`) and nothing was promised."""
         filename = display_text(filename, "filename", MAX_FILENAME_BYTES)
         checked_key(idempotency_key, "idempotency_key", MAX_IDEMPOTENCY_KEY_BYTES)
-        self._admission.check_new_job()
+        self._admission.check_job_log_room()
         with self._decodes.slot():
             image_sha256 = await asyncio.to_thread(
                 check_upload, image, self._limits.max_upload_bytes, self._limits.max_image_pixels
@@ -191,6 +191,7 @@ class JobBook:
                 event.succeeded.classification.CopyFrom(cached)
                 event.succeeded.from_cache = True
             else:
+                self._admission.check_queue_depth()
                 images = ImageStore(js, self._max_payload(), self._images_ttl_seconds)
                 with self._admission.storage_refusals("the photo store"):
                     image_ref = await images.put_once(image, image_sha256)
