@@ -55,11 +55,11 @@ class DispatcherSettings(ServiceSettings, NatsSettings, BrokerSettings):
         ),
     )
     max_concurrent_decodes: int = Field(
-        default=8,
+        default=64,
         ge=1,
         description=(
-            "Uploads this process checks (decodes) at once; a Submit beyond it gets "
-            "RESOURCE_EXHAUSTED at once instead of queueing for a thread."
+            "Uploads this process checks (decodes, or waits for a decode thread) at once; a "
+            "Submit beyond it gets RESOURCE_EXHAUSTED at once instead of queueing without end."
         ),
     )
     broker_timeout_seconds: float = Field(
