@@ -59,6 +59,7 @@ logger = logging.getLogger(__name__)
 MAX_FILENAME_BYTES = 255
 """A file name is for display only, but it rides on every event of the job."""
 MAX_IDEMPOTENCY_KEY_BYTES = 256
+WATCH_CONSUMER_LINGER_SECONDS = 5.0
 
 
 class JobNotFoundError(LookupError):
@@ -288,7 +289,10 @@ async def _events_after(
             config=api.ConsumerConfig(
                 deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
                 opt_start_seq=sequence + 1,
-                inactive_threshold=60.0,
+                # While the watcher is subscribed it has interest and the consumer lives; once
+                # it is gone the consumer must go soon: JetStream caps a stream's consumers
+                # (1000 by default), and 60 s of leftovers at 40 watches/s hit that cap.
+                inactive_threshold=WATCH_CONSUMER_LINGER_SECONDS,
             ),
         )
     try:
