@@ -55,7 +55,7 @@ def test_cors_allows_exactly_the_configured_origins_and_exposes_grpc_status() ->
     policy = host["typed_per_filter_config"]["envoy.filters.http.cors"]
     assert policy["allow_origin_string_match"] == [{"exact": origin} for origin in ORIGINS]
     assert policy["allow_headers"] == "content-type, x-grpc-web, x-user-agent, grpc-timeout"
-    assert policy["expose_headers"] == "grpc-status, grpc-message"
+    assert policy["expose_headers"] == "grpc-status, grpc-message, retry-after"
     assert policy["forward_not_matching_preflights"] is False
 
 
