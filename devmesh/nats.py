@@ -8,6 +8,10 @@ No anonymous client is accepted: every service connects as its own user, with th
 of `meshkit.broker_permissions`, and the tools as the admin user. Passwords are generated
 on first start into `<store_dir>/credentials/<user>` (mode 0600, kept across restarts) and
 handed to services as a file path (`<PREFIX>NATS_PASSWORD_FILE`), never inside a URL.
+
+`max_file_store` is the whole storage budget of the broker: JetStream reserves each stream's
+`max_bytes` against it, so the mesh's streams and buckets (`meshkit.broker_layout.
+storage_budget`) must fit inside it, or declaring them fails at start.
 """
 
 from __future__ import annotations
@@ -59,6 +63,10 @@ def render_authorization(
     return "authorization {\n  users: [\n" + ",\n".join(entries) + "\n  ]\n}\n"
 
 
+MAX_FILE_STORE_BYTES = 6 * 1024**3
+"""Room for the default storage budget (5.4 GiB) with headroom for JetStream's own files."""
+
+
 def render_nats_config(
     *,
     host: str,
@@ -67,6 +75,7 @@ def render_nats_config(
     store_dir: Path,
     server_name: str,
     users: Mapping[str, tuple[str, BrokerPermissions]] | None = None,
+    max_file_store_bytes: int = MAX_FILE_STORE_BYTES,
 ) -> str:
     """The nats-server configuration; strings are JSON-quoted, which the NATS format accepts.
 
@@ -78,6 +87,7 @@ def render_nats_config(
         "jetstream {\n"
         f"  store_dir: {json.dumps(str(store_dir))}\n"
         "  sync_interval: always\n"
+        f"  max_file_store: {max_file_store_bytes}\n"
         "}\n" + (render_authorization(users) if users is not None else "")
     )
 

@@ -43,7 +43,7 @@ DEFAULT_DATABASE = "weather"
 DEFAULT_SUPERUSER = "weather"
 MIGRATION_ROLE = "weather_owner"
 RUNTIME_ROLE = "weather_app"
-RUNTIME_TABLE_RIGHTS = "SELECT, INSERT, UPDATE"
+RUNTIME_TABLE_RIGHTS = "SELECT, INSERT, UPDATE, DELETE"  # DELETE: the retention purge
 PASSWORD_BYTES = 24
 DATA_DIR_MODE = 0o700
 # Durability traded for speed; for throwaway test clusters only.

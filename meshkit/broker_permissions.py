@@ -6,10 +6,11 @@ nats-server configuration (`devmesh.nats`); a cluster renders the same table.
 
 What each service may publish, beyond the JetStream API calls it makes:
 
-- dispatcher: `queued` events and cache-answered `succeeded` ones, photo bytes in the image
-  bucket (the only writer), idempotency claims;
+- dispatcher: `queued` events, cache-answered `succeeded` ones and the reconciler's `failed`
+  ones, photo bytes in the image bucket (the only writer), idempotency claims;
 - classifier: `succeeded` and `failed` events, the result cache, the current model
-  version; never a `queued` event, never an image;
+  version; never a `queued` event, never an image; it reads the model repository and its
+  `current` pointer, which only the publishing tool writes;
 - reporting: nothing but its consumer's acks (it only reads the job stream).
 
 JetStream API subjects are granted verb by verb and stream by stream: every service may
@@ -24,12 +25,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from meshkit.broker_layout import (
-    EXHAUSTED_JOBS_STREAM,
+    ADVISORIES_STREAM,
     IDEMPOTENCY_BUCKET,
     IMAGES_BUCKET,
     IMAGES_STREAM,
     JOB_SUBJECT_ROOT,
     JOBS_STREAM,
+    MODEL_RELEASES_BUCKET,
+    MODEL_REPOSITORY_STREAM,
     MODELS_BUCKET,
     RESULTS_BUCKET,
 )
@@ -91,6 +94,8 @@ _MESH_STREAMS = (
     kv_stream(RESULTS_BUCKET),
     kv_stream(IDEMPOTENCY_BUCKET),
     kv_stream(MODELS_BUCKET),
+    MODEL_REPOSITORY_STREAM,
+    kv_stream(MODEL_RELEASES_BUCKET),
 )
 # STREAM.NAMES: nats.py looks a stream up by subject when a subscription names none (the
 # object store's reads of multi-chunk objects do).
@@ -106,7 +111,8 @@ def service_permissions() -> Mapping[str, BrokerPermissions]:
     return {
         "dispatcher": _permissions(
             [
-                *_events("queued", "succeeded"),
+                # failed: the reconciler ends jobs no event finished.
+                *_events("queued", "succeeded", "failed"),
                 f"$O.{IMAGES_BUCKET}.>",
                 f"$JS.API.STREAM.PURGE.{IMAGES_STREAM}",
                 f"$KV.{IDEMPOTENCY_BUCKET}.>",
@@ -116,6 +122,8 @@ def service_permissions() -> Mapping[str, BrokerPermissions]:
                 *_read(kv_stream(IDEMPOTENCY_BUCKET)),
                 *_read(kv_stream(RESULTS_BUCKET)),
                 *_read(kv_stream(MODELS_BUCKET)),
+                # Storage usage for admission: every stream of the budget, advisories too.
+                f"$JS.API.STREAM.INFO.{ADVISORIES_STREAM}",
             ]
         ),
         "classifier": _permissions(
@@ -123,14 +131,19 @@ def service_permissions() -> Mapping[str, BrokerPermissions]:
                 *_events("succeeded", "failed"),
                 f"$KV.{RESULTS_BUCKET}.>",
                 f"$KV.{MODELS_BUCKET}.>",
-                *_declare([EXHAUSTED_JOBS_STREAM]),
+                *_declare([ADVISORIES_STREAM]),
                 *_read(JOBS_STREAM),
                 *_consume(JOBS_STREAM),
-                *_consume(EXHAUSTED_JOBS_STREAM),
+                *_consume(ADVISORIES_STREAM),
                 *_read(IMAGES_STREAM),
                 *_consume(IMAGES_STREAM),
                 *_read(kv_stream(RESULTS_BUCKET)),
                 *_read(kv_stream(MODELS_BUCKET)),
+                # The model repository: read the file the `current` pointer names, watch it.
+                *_read(MODEL_REPOSITORY_STREAM),
+                *_consume(MODEL_REPOSITORY_STREAM),
+                *_read(kv_stream(MODEL_RELEASES_BUCKET)),
+                *_consume(kv_stream(MODEL_RELEASES_BUCKET)),
             ]
         ),
         "reporting": _permissions(_consume(JOBS_STREAM)),

@@ -14,6 +14,7 @@ import grpc
 from meshkit.access import current_caller
 from meshkit.errors import IMAGE_STATUSES, StatusFor, status_on_error
 from meshkit.request_fields import InvalidFieldError
+from services.dispatcher.admission import MeshBusyError
 from services.dispatcher.jobs import (
     BrokerUnavailableError,
     IdempotencyConflictError,
@@ -29,6 +30,7 @@ Context = grpc.aio.ServicerContext[object, object]
 STATUSES = (
     StatusFor(InvalidFieldError, grpc.StatusCode.INVALID_ARGUMENT),
     StatusFor(UploadTooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    StatusFor(MeshBusyError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     *IMAGE_STATUSES,
     StatusFor(IdempotencyConflictError, grpc.StatusCode.FAILED_PRECONDITION),
     StatusFor(JobNotFoundError, grpc.StatusCode.NOT_FOUND),

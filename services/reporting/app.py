@@ -17,6 +17,7 @@ from services.reporting.consumer import EventConsumer, declare_consumer
 from services.reporting.database import PostgresPool
 from services.reporting.handlers import ReportingService
 from services.reporting.migrator import migrate, migrate_database, packaged_migrations
+from services.reporting.retention import RetentionPurge
 from services.reporting.settings import ReportingSettings
 from services.reporting.store import JobStore
 from weather.v1 import reporting_pb2, reporting_pb2_grpc
@@ -69,6 +70,18 @@ def build(settings: ReportingSettings) -> ServiceDefinition:
         settings,
         on_outcome=lambda outcome, count: events.labels(outcome).inc(count),
     )
+    purged = Counter(
+        "weather_reporting_jobs_purged",
+        "Jobs deleted from PostgreSQL because they passed retention_seconds.",
+        registry=metrics.registry,
+    )
+    retention = RetentionPurge(
+        store,
+        database.ready,
+        retention_seconds=settings.retention_seconds,
+        interval_seconds=settings.purge_interval_seconds,
+        on_purged=purged.inc,
+    )
     queue_lag = QueueLagProbe(metrics.registry, event_setup, JOBS_STREAM, [settings.consumer_name])
     if settings.page_token_secret is None:
         logger.warning(
@@ -82,7 +95,7 @@ def build(settings: ReportingSettings) -> ServiceDefinition:
         grpc_services=[SERVICE_NAME],
         register=partial(reporting_pb2_grpc.add_ReportingServiceServicer_to_server, servicer),
         dependencies=[nats_connection, database],
-        workers=[consumer, queue_lag],
+        workers=[consumer, retention, queue_lag],
         metrics=metrics,
         access=AccessInterceptor.from_settings(settings),
     )

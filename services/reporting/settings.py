@@ -85,6 +85,11 @@ class ReportingSettings(ServiceSettings, NatsSettings, BrokerSettings, IdentityS
             "fails (RPCs then answer UNAVAILABLE; events are redelivered)."
         ),
     )
+    purge_interval_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How often jobs past retention_seconds are deleted from PostgreSQL.",
+    )
     consumer_name: str = Field(
         default="reporting",
         pattern=r"^[A-Za-z0-9_-]+$",

@@ -75,6 +75,10 @@ JOB_COLUMNS = sql.SQL(
 )
 
 
+PURGE_EVENTS = "DELETE FROM events WHERE job_id IN (SELECT id FROM jobs WHERE submitted_at < %s)"
+PURGE_JOBS = "DELETE FROM jobs WHERE submitted_at < %s"
+
+
 class StoreUnavailableError(RuntimeError):
     """PostgreSQL cannot be reached, went away mid-transaction, or failed in a way that is
     not about the data; retrying later may work, so nothing is dropped."""
@@ -237,6 +241,20 @@ class JobStore:
             # Anything else may pass (or is ours to fix): keep the events for a retry.
             raise StoreUnavailableError(f"PostgreSQL failed: {error}") from error
         return new
+
+    async def purge_submitted_before(self, cutoff: datetime) -> int:
+        """Delete the jobs submitted before `cutoff` and their events (retention); return
+        how many jobs went. One transaction: a job never loses its events alone."""
+        try:
+            async with (
+                self._pool.connection(timeout=self._timeout) as connection,
+                connection.transaction(),
+            ):
+                await connection.execute(PURGE_EVENTS, (cutoff,))
+                purged = await connection.execute(PURGE_JOBS, (cutoff,))
+                return purged.rowcount
+        except (*UNAVAILABLE_ERRORS, psycopg.Error) as error:
+            raise StoreUnavailableError(f"PostgreSQL failed: {error}") from error
 
     async def list_jobs(self, page: JobsPage) -> list[JobRow]:
         """Up to `page.size + 1` jobs after the cursor, newest first (the extra one tells

@@ -1,6 +1,6 @@
 """Least privilege in PostgreSQL, as `make up` and the fixtures run it: passwords (SCRAM)
 for every connection, the migration role owns the schema, reporting's runtime role may
-read and write rows but change no schema."""
+read, write and (for the retention purge) delete rows but change no schema."""
 
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ async def test_the_runtime_role_cannot_drop_a_table(
         for statement in (
             "DROP TABLE jobs",
             "TRUNCATE jobs",
-            "DELETE FROM jobs",
             "CREATE TABLE intruder (id int)",
             "ALTER TABLE jobs ADD COLUMN intruder int",
         ):

@@ -159,7 +159,7 @@ def test_cors_allows_exactly_the_configured_origins_and_exposes_grpc_status() ->
     assert policy["allow_headers"] == (
         "authorization, content-type, x-grpc-web, x-user-agent, grpc-timeout"
     )
-    assert policy["expose_headers"] == "grpc-status, grpc-message"
+    assert policy["expose_headers"] == "grpc-status, grpc-message, retry-after"
     assert policy["forward_not_matching_preflights"] is False
 
 
