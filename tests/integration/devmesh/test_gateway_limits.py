@@ -22,6 +22,7 @@ import pytest
 
 from devmesh.envoy import EnvoyProxy, GatewayConfig, RouteLimit, TokenBucket
 from devmesh.ports import free_port
+from devmesh.tokens import LocalIssuer
 
 ECHO = "/weather.v1.DispatcherService/Echo"
 CLIENT_A, CLIENT_B, TRUSTED = "127.0.0.2", "127.0.0.3", "127.0.0.4"
@@ -56,7 +57,7 @@ class _BareFiles(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[EnvoyProxy]:
+def gateway(tmp_path: Path, local_issuer: LocalIssuer) -> Iterator[EnvoyProxy]:
     files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _BareFiles)
     threading.Thread(target=files.serve_forever, daemon=True).start()
     upstream = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
@@ -76,6 +77,9 @@ def gateway(tmp_path: Path) -> Iterator[EnvoyProxy]:
             ui_port=files.server_address[1],
             trusted_clients=(TRUSTED,),
             api_limit=TIGHT,
+            # Anonymous callers: each is known by its address (signed-in ones by subject).
+            jwks_file=local_issuer.jwks_path,
+            anonymous_demo=True,
         ),
         config_path=tmp_path / "envoy.yaml",
         log_path=tmp_path / "envoy.log",
@@ -151,6 +155,19 @@ def test_a_forged_subject_header_does_not_escape_the_limit(gateway: EnvoyProxy) 
         _echo_call(gateway, CLIENT_A, {"x-weather-subject": f"forged-{n}"}) for n in range(ATTEMPTS)
     ]
     assert "limited" in outcomes  # only jwt_authn may name a subject
+
+
+def test_signed_in_callers_are_limited_by_subject_not_by_their_shared_address(
+    gateway: EnvoyProxy, local_issuer: LocalIssuer
+) -> None:
+    alice = {"authorization": f"Bearer {local_issuer.mint('alice')}"}
+    bob = {"authorization": f"Bearer {local_issuer.mint('bob')}"}
+    first = _until_limited(gateway, CLIENT_A, **alice)
+    assert first[-1] == "limited", first
+    # Same address, another verified subject: a bucket of its own (behind one NAT, say).
+    assert _echo_call(gateway, CLIENT_A, bob) == "served"
+    # And alice's bucket is hers wherever she comes from.
+    assert _echo_call(gateway, CLIENT_B, alice) == "limited"
 
 
 def test_a_trusted_client_meets_only_the_total_limit(gateway: EnvoyProxy) -> None:

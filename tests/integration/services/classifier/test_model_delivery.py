@@ -31,6 +31,7 @@ from meshkit.broker_layout import (
     BrokerSettings,
     declare_model_repository,
 )
+from meshkit.broker_permissions import ADMIN_USER
 from meshkit.model_repository import (
     current_model_version,
     describe_model,
@@ -72,7 +73,7 @@ def wrong_shape_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 async def jetstream(nats_server: Any) -> AsyncIterator[JetStreamContext]:
-    client: Client = await nats.connect(nats_server.url)
+    client: Client = await nats.connect(**nats_server.connect_options())
     context = client.jetstream()
     await declare_model_repository(context, BrokerSettings())
     yield context
@@ -82,7 +83,9 @@ async def jetstream(nats_server: Any) -> AsyncIterator[JetStreamContext]:
 @pytest.fixture
 def publish(nats_server: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     """`publish(*argv)`: the publishing tool's exit code, run as `make publish-model` runs it."""
-    monkeypatch.setenv("MODELS_NATS_URL", nats_server.url)
+    # As the local admin, the user `make publish-model` connects as (mk/model.mk).
+    for name, value in nats_server.client_environment(ADMIN_USER, "MODELS_").items():
+        monkeypatch.setenv(name, value)
 
     async def run(*argv: str) -> int:
         return await asyncio.to_thread(publish_model.main, list(argv))
