@@ -103,4 +103,9 @@ def job_of(row: JobRow) -> job_pb2.Job:
                 row.label, row.confidence or 0.0, row.scores or {}, row.model_version or ""
             )
         )
+    if row.feedback_label is not None:
+        job.feedback.actual_label = row.feedback_label
+        job.feedback.right = row.feedback_label == row.label
+        if row.feedback_given_at is not None:
+            job.feedback.given_at.FromDatetime(row.feedback_given_at)
     return job

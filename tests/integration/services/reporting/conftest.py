@@ -65,6 +65,19 @@ class JobEvents:
         )
         return event
 
+    def feedback(
+        self, actual_label: str, answered_label: str = "rain", after_seconds: float = 5.0
+    ) -> events_pb2.JobEvent:
+        """Feedback as GiveFeedback publishes it: a fresh event id every time it is given."""
+        given_at = self.submitted_at + timedelta(seconds=after_seconds)
+        event = self._base(f"{self.job_id}.feedback.{uuid.uuid4().hex}", given_at)
+        event.feedback.feedback.actual_label = actual_label
+        event.feedback.feedback.right = actual_label == answered_label
+        event.feedback.feedback.given_at.FromDatetime(given_at)
+        event.feedback.answered_label = answered_label
+        event.feedback.model_version = MODEL_VERSION
+        return event
+
     def failed(self, reason: str = "not an image") -> events_pb2.JobEvent:
         event = self._base(f"{self.job_id}.terminal", self.submitted_at + timedelta(seconds=1))
         event.failed.reason = reason

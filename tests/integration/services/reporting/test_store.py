@@ -42,6 +42,44 @@ async def test_duplicated_and_redelivered_events_leave_one_row_each(
     assert len(await _rows(pool, "events")) == 2
 
 
+async def test_feedback_is_recorded_once_however_often_it_is_delivered(
+    store: JobStore, pool: AsyncConnectionPool, job_events: JobEvents
+) -> None:
+    job = job_events()
+    feedback = event_record(job.feedback("shine"), stream_sequence=7)
+    assert await store.record([event_record(job.queued()), event_record(job.succeeded())]) == 2
+    assert await store.record([feedback, feedback]) == 1
+    assert await store.record([feedback]) == 0
+    async with pool.connection() as connection:
+        cursor = await connection.execute(
+            "SELECT job_id, actual_label, stream_sequence FROM job_feedback"
+        )
+        assert await cursor.fetchall() == [(job.job_id, "shine", 7)]
+        cursor = await connection.execute("SELECT count(*) FROM events WHERE kind = 'feedback'")
+        assert await cursor.fetchone() == (1,)
+    [row] = await store.list_jobs(JobsPage(JobFilter(), 10, None))
+    assert (row.state, row.label, row.feedback_label) == ("succeeded", "rain", "shine")
+
+
+async def test_the_latest_feedback_wins_in_any_delivery_order(
+    store: JobStore, job_events: JobEvents
+) -> None:
+    """Latest = highest stream sequence (the broker's order), whatever order they arrive in;
+    feedback recorded before its job's own events leaves the job's row to them."""
+    job = job_events()
+    first = event_record(job.feedback("shine", after_seconds=5), stream_sequence=10)
+    second = event_record(job.feedback("rain", after_seconds=6), stream_sequence=11)
+    await store.record([second])
+    await store.record([first])
+    await store.record([event_record(job.succeeded()), event_record(job.queued())])
+    [row] = await store.list_jobs(JobsPage(JobFilter(), 10, None))
+    assert (row.state, row.label, row.feedback_label) == ("succeeded", "rain", "rain")
+    third = event_record(job.feedback("cloudy", after_seconds=7), stream_sequence=12)
+    await store.record([third, first])
+    [row] = await store.list_jobs(JobsPage(JobFilter(), 10, None))
+    assert row.feedback_label == "cloudy"
+
+
 async def test_each_job_is_listed_for_its_owner_only_and_for_everyone_without_one(
     store: JobStore, job_events: JobEvents
 ) -> None:
@@ -72,7 +110,7 @@ async def test_every_delivery_order_converges_to_the_same_row(
     await store.record([event_record(e) for pair in in_order for e in pair])
     expected_jobs, expected_events = await _rows(pool, "jobs"), await _rows(pool, "events")
     async with pool.connection() as connection:
-        await connection.execute("TRUNCATE events, jobs")
+        await connection.execute("TRUNCATE events, job_feedback, jobs")
     await store.record([event_record(terminal_event) for _queued, terminal_event in in_order])
     await store.record([event_record(queued) for queued, _terminal in in_order][::-1])
     assert await _rows(pool, "jobs") == expected_jobs
