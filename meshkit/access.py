@@ -2,10 +2,10 @@
 
 The table below is the services' copy of the edge rules in `istio/request-authentication.yaml`
 (tests/unit/istio checks that both say the same): Submit, GetJob, WatchJob, GiveFeedback and
-ListJobs need a viewer, GetStats an operator. In anonymous demo mode Submit, GetJob, WatchJob
-and GiveFeedback need no token at all. Methods outside the table (health, reflection, the
-internal Classify) are not public: the gateway never routes them and the mesh policies
-refuse them.
+ListJobs need a viewer, GetStats and GetQuality an operator. In anonymous demo mode Submit,
+GetJob, WatchJob and GiveFeedback need no token at all. Methods outside the table (health,
+reflection, the internal Classify) are not public: the gateway never routes them and the
+mesh policies refuse them.
 
 Two answers, never mixed up: UNAUTHENTICATED when the caller is not (validly) signed in, so
 signing in may help; PERMISSION_DENIED when a valid caller's role lacks the right, so it
@@ -51,6 +51,7 @@ WATCH_JOB = method_path(dispatcher_pb2.DESCRIPTOR, "DispatcherService", "WatchJo
 GIVE_FEEDBACK = method_path(dispatcher_pb2.DESCRIPTOR, "DispatcherService", "GiveFeedback")
 LIST_JOBS = method_path(reporting_pb2.DESCRIPTOR, "ReportingService", "ListJobs")
 GET_STATS = method_path(reporting_pb2.DESCRIPTOR, "ReportingService", "GetStats")
+GET_QUALITY = method_path(reporting_pb2.DESCRIPTOR, "ReportingService", "GetQuality")
 
 LEAST_ROLE: Final[Mapping[str, Role]] = {
     SUBMIT: Role.VIEWER,
@@ -59,6 +60,7 @@ LEAST_ROLE: Final[Mapping[str, Role]] = {
     GIVE_FEEDBACK: Role.VIEWER,
     LIST_JOBS: Role.VIEWER,
     GET_STATS: Role.OPERATOR,
+    GET_QUALITY: Role.OPERATOR,
 }
 """Every public RPC and the least role that may call it."""
 ANONYMOUS_DEMO_METHODS: Final = frozenset({SUBMIT, GET_JOB, WATCH_JOB, GIVE_FEEDBACK})

@@ -15,3 +15,8 @@ CREATE TABLE job_feedback (
     event_id         text NOT NULL,
     stream_sequence  bigint NOT NULL
 );
+
+-- GetQuality: the answered jobs of a window, with what the figures need, from the index alone;
+-- each then finds its feedback by primary key.
+CREATE INDEX jobs_answered_submitted_at_idx ON jobs (submitted_at)
+    INCLUDE (id, model_version, label, confidence) WHERE state = 'succeeded';

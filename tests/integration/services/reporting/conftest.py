@@ -46,7 +46,11 @@ class JobEvents:
         return event
 
     def succeeded(
-        self, label: str = "rain", latency_ms: float = 120.0, model_version: str = MODEL_VERSION
+        self,
+        label: str = "rain",
+        latency_ms: float = 120.0,
+        model_version: str = MODEL_VERSION,
+        confidence: float = 0.7,
     ) -> events_pb2.JobEvent:
         event = self._base(
             f"{self.job_id}.terminal", self.submitted_at + timedelta(milliseconds=latency_ms)
@@ -55,7 +59,7 @@ class JobEvents:
         event.succeeded.classification.CopyFrom(
             job_pb2.Classification(
                 label=label,
-                confidence=0.7,
+                confidence=confidence,
                 model_version=model_version,
                 scores=[
                     job_pb2.LabelScore(label=label, score=0.7),
