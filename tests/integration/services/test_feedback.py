@@ -160,6 +160,21 @@ async def test_feedback_lands_once_despite_a_republish_and_a_changed_answer_repl
         )
         assert await cursor.fetchall() == [(other,)]
 
+    # The quality figures count it, as the latest answer says: one judged answer, wrong.
+    quality = await mesh.reports.GetQuality(
+        reporting_pb2.GetQualityRequest(model_version=job.classification.model_version),
+        metadata=operator,
+        timeout=10,
+    )
+    [model] = quality.models
+    assert (model.answered_jobs, model.judged_jobs, model.accuracy) == (1, 1, 0.0)
+    assert [(c.answered_label, c.actual_label, c.count) for c in model.confusion] == [
+        (answer, other, 1)
+    ]
+    with pytest.raises(grpc.aio.AioRpcError) as denied:
+        await mesh.reports.GetQuality(reporting_pb2.GetQualityRequest(), metadata=alice)
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
 
 async def test_only_the_owner_answers_for_an_owned_job_and_the_id_suffices_for_an_anonymous_one(
     mesh: FeedbackMesh, local_issuer: LocalIssuer, operator: Metadata, photos: list[Path]
