@@ -297,6 +297,18 @@ def test_feedback_on_an_answer_is_given_in_one_click_changed_and_seen_in_the_qua
     expect(status).to_have_text(f"Thanks: you said it is {other}.")
     page.screenshot(path=str(artifacts / "feedback.png"), full_page=True)
 
+    job_id = page.locator("#job-id").inner_text()
+    page.get_by_role("link", name="History").click()
+    feedback_cell = (
+        f"document.querySelector(\"#history-rows tr[data-job-id='{job_id}'] td:nth-child(6)\")"
+    )
+    _wait_for(
+        page,
+        f"{feedback_cell}?.textContent === 'wrong: {other}'",
+        "#history-refresh",
+        REPORTING_LAG_SECONDS,
+    )
+
     page.get_by_role("link", name="Stats").click()
     card = f'#stats-quality figure[data-model-version="{model}"]'
     _wait_for(
