@@ -289,7 +289,7 @@ class JobBook:
             if stored is None:
                 raise JobNotFoundError(f"no job with id {job_id!r}")
             answered = stored.event
-            _check_may_judge(answered.owner, caller)
+            check_may_judge(answered.owner, caller)
             if event_kind(answered) != "succeeded":
                 raise NoAnswerYetError("the job has no answer to judge (yet)")
             classification = answered.succeeded.classification
@@ -376,7 +376,9 @@ async def _next_message(next_msg: Callable[..., Awaitable[Msg]]) -> Msg:
             continue
 
 
-def _check_may_judge(owner: str, caller: Caller) -> None:
+def check_may_judge(owner: str, caller: Caller) -> None:
+    """The rule GiveFeedback applies: an owned job is judged by its owner only (the status
+    says whether signing in may help); an anonymous job's id is the capability."""
     if not owner or owner == caller.subject:
         return
     if caller.anonymous:
