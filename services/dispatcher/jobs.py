@@ -279,9 +279,8 @@ class JobBook:
         its id, the capability GetJob already honours. `actual_label` "" means "right".
         """
         if actual_label and actual_label not in LABELS:
-            raise UnknownLabelError(
-                f"actual_label {actual_label[:32]!r} is not one of {', '.join(LABELS)}"
-            )
+            # The label is not echoed: it is whatever the caller sent.
+            raise UnknownLabelError(f"actual_label must be one of {', '.join(LABELS)} or empty")
         _check_job_id(job_id)
         with broker_errors("give feedback"):
             js = self._jetstream()
