@@ -127,12 +127,13 @@ def measure_limit(model_path: Path, photos: list[bytes]) -> dict[str, float]:
 
 
 @contextmanager
-def service(name: str, workdir: Path, **settings: str) -> Iterator[str]:
-    """A service subprocess; yields its address once SERVING."""
+def service(name: str, workdir: Path, nats_server: NatsServer, **settings: str) -> Iterator[str]:
+    """A service subprocess connected as its own NATS user; yields its address once SERVING."""
     prefix = name.upper() + "_"
     port = free_port()
     env = {
         **os.environ,
+        **nats_server.client_environment(name, prefix),
         "TF_CPP_MIN_LOG_LEVEL": "2",
         f"{prefix}GRPC_PORT": str(port),
         f"{prefix}METRICS_PORT": "0",
@@ -243,14 +244,14 @@ async def bench_pipeline(address: str, photos: list[bytes], concurrency: int) ->
     return PipelineRun(rate, latencies, submit_latencies, job_ids)
 
 
-async def classifier_timings(nats_url: str, job_ids: list[str]) -> dict[str, float]:
+async def classifier_timings(nats_server: NatsServer, job_ids: list[str]) -> dict[str, float]:
     """Medians of what the classifier reported in each job's `succeeded` event."""
     import nats
 
     from meshkit.broker_layout import JOBS_STREAM, job_subject
     from meshkit.job_events import decode_event
 
-    client = await nats.connect(nats_url)
+    client = await nats.connect(**nats_server.connect_options())
     try:
         jetstream = client.jetstream()
         timings = []
@@ -293,12 +294,12 @@ def main() -> None:
                 service(
                     "classifier",
                     workdir,
-                    nats_url=nats_server.url,
+                    nats_server,
                     model_path=str(model_path),
                 ) as classifier,
                 # Anonymous Submit/WatchJob, as `make up` allows (README "Sign in").
                 service(
-                    "dispatcher", workdir, nats_url=nats_server.url, auth_anonymous_demo="true"
+                    "dispatcher", workdir, nats_server, auth_anonymous_demo="true"
                 ) as dispatcher,
             ):
                 rate, latencies = asyncio.run(
@@ -328,7 +329,7 @@ def main() -> None:
                         **latency_figures(run.latencies),
                         "ratio_to_limit": round(run.images_per_second / limit_rate, 3),
                         "submit_p50_ms": latency_figures(run.submit_latencies)["p50_ms"],
-                        **asyncio.run(classifier_timings(nats_server.url, run.job_ids)),
+                        **asyncio.run(classifier_timings(nats_server, run.job_ids)),
                     }
                 )
                 run = asyncio.run(bench_pipeline(dispatcher, low, 1))
@@ -342,7 +343,7 @@ def main() -> None:
                         "limit_single_image_p50_ms": limit["single_image_p50_ms"],
                         "added_p50_ms": round(figures["p50_ms"] - limit["single_image_p50_ms"], 2),
                         "submit_p50_ms": latency_figures(run.submit_latencies)["p50_ms"],
-                        **asyncio.run(classifier_timings(nats_server.url, run.job_ids)),
+                        **asyncio.run(classifier_timings(nats_server, run.job_ids)),
                     }
                 )
         finally:

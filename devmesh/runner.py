@@ -24,7 +24,7 @@ from devmesh.launcher import Launcher
 from devmesh.logstream import prefix_line, prefix_width, pump_lines
 from devmesh.nats import NatsServer
 from devmesh.ports import is_free
-from devmesh.postgres import PostgresServer
+from devmesh.postgres import MIGRATION_ROLE, PostgresServer
 from devmesh.process import ManagedProcess
 from devmesh.settings import SERVICE_NAMES, LocalService, MeshSettings
 from devmesh.static import StaticSite
@@ -40,10 +40,17 @@ class StartupError(RuntimeError):
     """The mesh cannot start as configured; the message says what to change."""
 
 
-def mesh_environment(settings: MeshSettings, postgres_dsn: str) -> dict[str, str]:
-    """Variables every service gets, on top of the runner's own environment: ports, and
-    the gateway's token rules (the services verify tokens exactly as Envoy does)."""
-    environment = {"PYTHONUNBUFFERED": "1", "REPORTING_DATABASE_URL": postgres_dsn}
+def mesh_environment(
+    settings: MeshSettings, postgres: PostgresServer, nats: NatsServer
+) -> dict[str, str]:
+    """Variables every service gets, on top of the runner's own environment: its ports, how
+    to reach NATS as its own user, reporting's runtime and migration database roles, and the
+    gateway's token rules (the services verify tokens exactly as Envoy does)."""
+    environment = {
+        "PYTHONUNBUFFERED": "1",
+        "REPORTING_DATABASE_URL": postgres.runtime_dsn_for(postgres.database),
+        "REPORTING_MIGRATION_DATABASE_URL": postgres.dsn_for(postgres.database, MIGRATION_ROLE),
+    }
     gateway = settings.gateway()
     identity = {
         "AUTH_ISSUER": gateway.jwt_issuer,
@@ -54,7 +61,7 @@ def mesh_environment(settings: MeshSettings, postgres_dsn: str) -> dict[str, str
     }
     for spec in settings.services:
         environment.update({spec.env_prefix + name: value for name, value in identity.items()})
-        environment[f"{spec.env_prefix}NATS_URL"] = settings.nats_url
+        environment.update(nats.client_environment(spec.name, spec.env_prefix))
         environment[f"{spec.env_prefix}GRPC_PORT"] = str(spec.grpc_port)
         environment[f"{spec.env_prefix}METRICS_PORT"] = str(spec.metrics_port)
     return environment
@@ -206,7 +213,7 @@ class Mesh:
         await asyncio.to_thread(postgres.create_database, postgres.database)
 
         await asyncio.to_thread(settings.local_issuer().ensure_key)
-        environment = {**os.environ, **mesh_environment(settings, postgres.dsn)}
+        environment = {**os.environ, **mesh_environment(settings, postgres, nats)}
         for spec in settings.services:
             self._start_service(spec, environment)
 
@@ -238,7 +245,7 @@ class Mesh:
 
     def _banner(self, nats: NatsServer, postgres: PostgresServer, envoy: EnvoyProxy) -> str:
         rows = [
-            ("UI", f"{envoy.url}/"),
+            ("UI", f"{envoy.url}/  (HTTPS: {envoy.tls_url}/, development certificate)"),
             ("gateway (gRPC, gRPC-Web)", envoy.url),
             ("envoy admin", f"http://127.0.0.1:{self.settings.envoy_admin_port}"),
         ]
@@ -251,7 +258,7 @@ class Mesh:
         ]
         rows += [
             ("NATS", f"{nats.url}  monitoring {nats.monitor_url}"),
-            ("PostgreSQL", postgres.dsn),
+            ("PostgreSQL", postgres.display_dsn()),
         ]
         lines = ["mesh is up:"] + [f"  {label:<26}{url}" for label, url in rows]
         if not self.settings.services:

@@ -13,7 +13,14 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from devmesh.envoy import GatewayConfig
+from devmesh.envoy import (
+    API_TOTAL,
+    SUBMIT_TOTAL,
+    WATCH_TOTAL,
+    GatewayConfig,
+    RouteLimit,
+    TokenBucket,
+)
 from devmesh.tokens import LocalIssuer
 from weather.v1 import defaults_pb2
 
@@ -46,6 +53,13 @@ class LocalService:
         return f"{self.name.upper()}_"
 
 
+BURST_FACTOR = 4
+
+
+def _per_client(per_second: int) -> TokenBucket:
+    return TokenBucket(burst=BURST_FACTOR * per_second, per_second=per_second)
+
+
 class MeshSettings(BaseSettings):
     """Every port of the local mesh plus what to start; validated before anything starts."""
 
@@ -67,6 +81,27 @@ class MeshSettings(BaseSettings):
         "http://127.0.0.1:8080",
         "http://localhost:8080",
     )
+    gateway_xff_trusted_hops: int = Field(
+        default=0,
+        ge=0,
+        description="Proxies of ours in front of Envoy whose X-Forwarded-For entries count.",
+    )
+    gateway_trusted_clients: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description=(
+            "Client IPs exempt from the per-client limits (a benchmark), comma-separated; "
+            "the total limits still apply to them."
+        ),
+    )
+    gateway_submit_per_client: int = Field(
+        default=5, ge=1, description="Submits per second per client (burst: 4x)."
+    )
+    gateway_watch_per_client: int = Field(
+        default=10, ge=1, description="WatchJob calls per second per client (burst: 4x)."
+    )
+    gateway_api_per_client: int = Field(
+        default=20, ge=1, description="Other API calls per second per client (burst: 4x)."
+    )
     devmesh_services: Annotated[tuple[str, ...], NoDecode] = Field(
         default=SERVICE_NAMES,
         description="Services to start, comma-separated; empty starts the infrastructure only.",
@@ -79,7 +114,7 @@ class MeshSettings(BaseSettings):
     devmesh_ready_timeout_seconds: float = Field(default=90.0, gt=0)
     devmesh_stop_grace_seconds: float = Field(default=15.0, gt=0)
 
-    @field_validator("ui_origins", "devmesh_services", mode="before")
+    @field_validator("ui_origins", "devmesh_services", "gateway_trusted_clients", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
@@ -109,6 +144,12 @@ class MeshSettings(BaseSettings):
             allowed_origins=self.ui_origins,
             jwks_file=self.local_issuer().jwks_path,
             anonymous_demo=self.devmesh_anonymous_demo,
+            xff_trusted_hops=self.gateway_xff_trusted_hops,
+            tls_dir=self.devmesh_data_dir / "tls",
+            trusted_clients=self.gateway_trusted_clients,
+            submit_limit=RouteLimit(_per_client(self.gateway_submit_per_client), SUBMIT_TOTAL),
+            watch_limit=RouteLimit(_per_client(self.gateway_watch_per_client), WATCH_TOTAL),
+            api_limit=RouteLimit(_per_client(self.gateway_api_per_client), API_TOTAL),
         )
 
     def local_issuer(self) -> LocalIssuer:

@@ -18,6 +18,15 @@ Layout on JetStream
   (see `meshkit.model_repository`).
 - KV `weather-model-releases`: key `current`, the version classifiers should serve (moved by
   `make promote-model`; its history is the record of promotions and rollbacks).
+- stream `WEATHER_JOBS_EXHAUSTED`: the classifier's max-deliveries advisories.
+
+One storage budget: every one of them has a `max_bytes` (`storage_budget`), and their sum
+must fit inside nats-server's `max_file_store` (JetStream reserves each stream's
+`max_bytes` when it is created and refuses a stream that would overcommit the store). Those
+whose loss would lose a job discard NEW writes when full: an accepted job's events are never
+pushed out by later ones, and a full bucket refuses the next upload instead of dropping a
+stored photo. Only the advisories drop their oldest (handled long ago; the reconciler
+covers a job whose advisory is lost).
 
 Event ids double as `Nats-Msg-Id`: `queued` uses the job id, and both terminal kinds use
 `<job_id>.terminal`, so a redelivered job that is classified twice still yields one
@@ -34,8 +43,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nats.js import JetStreamContext, api
-from nats.js.errors import APIError
-from pydantic import Field
+from nats.js.errors import APIError, NotFoundError
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from meshkit.job_states import EventKind
@@ -51,6 +60,12 @@ IMAGES_STREAM = f"OBJ_{IMAGES_BUCKET}"
 RESULTS_BUCKET = "weather-results"
 IDEMPOTENCY_BUCKET = "weather-idempotency"
 MODELS_BUCKET = "weather-models"
+ADVISORIES_STREAM = "WEATHER_JOBS_EXHAUSTED"
+"""The classifier's capture of JetStream's max-deliveries advisories (classifier's queue)."""
+CLASSIFIER_CONSUMER = "classifier"
+"""The classifier's durable consumer of queued jobs: its backlog is the queue depth."""
+MODELS_MAX_BYTES = 1024**2
+"""The model bucket holds one key with history 1: a few hundred bytes, never more."""
 CURRENT_MODEL_KEY = "classifier.current"
 MODEL_REPOSITORY_BUCKET = "weather-model-repository"
 MODEL_REPOSITORY_STREAM = f"OBJ_{MODEL_REPOSITORY_BUCKET}"
@@ -59,6 +74,7 @@ CURRENT_RELEASE_KEY = "current"
 RELEASE_HISTORY = 16
 RELEASES_MAX_BYTES = 1024**2  # 16 versions of one short key: a few kB, whatever the budget
 STREAM_NAME_IN_USE = 10058
+INSUFFICIENT_RESOURCES = 10047
 JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 
 _KV_STREAM = "KV_{bucket}"
@@ -71,15 +87,21 @@ class BrokerSettings(BaseSettings):
 
     model_config = SettingsConfigDict(frozen=True, extra="ignore")
 
-    jobs_max_age_seconds: float = Field(
+    retention_seconds: float = Field(
         default=7 * 24 * 3600.0,
         gt=0,
-        description="How long job events stay on the broker (GetJob answers NOT_FOUND after).",
+        description=(
+            "How long a job is kept, everywhere at once: its events (GetJob answers NOT_FOUND "
+            "after), its photo (from its last upload) and its reporting row."
+        ),
     )
     jobs_max_bytes: int = Field(
         default=1024**3,
-        ge=-1,
-        description="Size cap of the job event stream in bytes (oldest dropped first); -1: none.",
+        ge=1,
+        description=(
+            "Size budget of the job event stream in bytes; when full, new events are refused "
+            "(never an accepted job's)."
+        ),
     )
     jobs_duplicate_window_seconds: float = Field(
         default=600.0,
@@ -89,20 +111,23 @@ class BrokerSettings(BaseSettings):
             "the classifier's ack wait times its max deliveries."
         ),
     )
-    images_ttl_seconds: float = Field(
-        default=24 * 3600.0,
-        gt=0,
-        description="How long an uploaded photo is kept in the image bucket.",
-    )
     images_max_bytes: int = Field(
         default=4 * 1024**3,
-        ge=-1,
-        description="Size cap of the image bucket in bytes (new uploads refused when full).",
+        ge=1,
+        description="Size budget of the image bucket in bytes (new uploads refused when full).",
     )
     results_ttl_seconds: float = Field(
-        default=30 * 24 * 3600.0,
+        default=7 * 24 * 3600.0,
         gt=0,
-        description="How long a classification stays in the result cache.",
+        description=(
+            "How long a classification stays in the result cache (at most retention_seconds: "
+            "it is derived from the photo)."
+        ),
+    )
+    results_max_bytes: int = Field(
+        default=256 * 1024**2,
+        ge=1,
+        description="Size budget of the result cache in bytes (when full, results go uncached).",
     )
     idempotency_ttl_seconds: float = Field(
         default=24 * 3600.0,
@@ -111,12 +136,56 @@ class BrokerSettings(BaseSettings):
     )
     model_repository_max_bytes: int = Field(
         default=512 * 1024**2,
-        ge=-1,
-        description="Size cap of the model repository in bytes (new models refused when full).",
+        ge=1,
+        description="Size budget of the model repository in bytes (new models refused when full).",
     )
+    idempotency_max_bytes: int = Field(
+        default=64 * 1024**2,
+        ge=1,
+        description=(
+            "Size budget of the idempotency keys in bytes (when full, Submits with a key get "
+            "RESOURCE_EXHAUSTED)."
+        ),
+    )
+    advisories_max_bytes: int = Field(
+        default=64 * 1024**2,
+        ge=1,
+        description="Size budget of the stream of max-deliveries advisories in bytes.",
+    )
+
+    @model_validator(mode="after")
+    def _nothing_outlives_its_job(self) -> BrokerSettings:
+        for name in ("results_ttl_seconds", "idempotency_ttl_seconds"):
+            if getattr(self, name) > self.retention_seconds:
+                raise ValueError(
+                    f"{name} ({getattr(self, name)}) must not exceed retention_seconds "
+                    f"({self.retention_seconds}): what a job leaves expires with it"
+                )
+        if self.jobs_duplicate_window_seconds > self.retention_seconds:
+            raise ValueError(
+                f"jobs_duplicate_window_seconds ({self.jobs_duplicate_window_seconds}) must "
+                f"not exceed retention_seconds ({self.retention_seconds}) (JetStream refuses it)"
+            )
+        return self
+
     broker_replicas: int = Field(
         default=1, ge=1, le=5, description="JetStream replicas of every stream and bucket."
     )
+
+
+def storage_budget(settings: BrokerSettings) -> dict[str, int]:
+    """Every stream the mesh declares (buckets by their backing stream) and its `max_bytes`:
+    what JetStream reserves on each server that holds a replica."""
+    return {
+        JOBS_STREAM: settings.jobs_max_bytes,
+        IMAGES_STREAM: settings.images_max_bytes,
+        _KV_STREAM.format(bucket=RESULTS_BUCKET): settings.results_max_bytes,
+        _KV_STREAM.format(bucket=IDEMPOTENCY_BUCKET): settings.idempotency_max_bytes,
+        _KV_STREAM.format(bucket=MODELS_BUCKET): MODELS_MAX_BYTES,
+        ADVISORIES_STREAM: settings.advisories_max_bytes,
+        MODEL_REPOSITORY_STREAM: settings.model_repository_max_bytes,
+        _KV_STREAM.format(bucket=MODEL_RELEASES_BUCKET): RELEASES_MAX_BYTES,
+    }
 
 
 def job_subject(job_id: str, kind: EventKind) -> str:
@@ -168,29 +237,37 @@ async def declare_broker(jetstream: JetStreamContext, settings: BrokerSettings) 
             retention=api.RetentionPolicy.LIMITS,
             storage=storage,
             num_replicas=replicas,
-            max_age=settings.jobs_max_age_seconds,
+            max_age=settings.retention_seconds,
             max_bytes=settings.jobs_max_bytes,
-            discard=api.DiscardPolicy.OLD,
+            discard=api.DiscardPolicy.NEW,
             duplicate_window=settings.jobs_duplicate_window_seconds,
             allow_direct=True,
         ),
     )
+    budget = storage_budget(settings)
     for bucket, ttl in (
         (RESULTS_BUCKET, settings.results_ttl_seconds),
         (IDEMPOTENCY_BUCKET, settings.idempotency_ttl_seconds),
         (MODELS_BUCKET, None),
     ):
+        stream = _KV_STREAM.format(bucket=bucket)
         try:
             await jetstream.create_key_value(
-                bucket=bucket, history=1, ttl=ttl, storage=storage, replicas=replicas, direct=True
+                bucket=bucket,
+                history=1,
+                ttl=ttl,
+                max_bytes=budget[stream],
+                storage=storage,
+                replicas=replicas,
+                direct=True,
             )
         except APIError as error:
-            await _update_limits(jetstream, error, _KV_STREAM.format(bucket=bucket), max_age=ttl)
+            await _update_limits(jetstream, error, stream, max_age=ttl, max_bytes=budget[stream])
     await declare_model_repository(jetstream, settings)
     try:
         await jetstream.create_object_store(
             IMAGES_BUCKET,
-            ttl=settings.images_ttl_seconds,
+            ttl=settings.retention_seconds,
             max_bytes=settings.images_max_bytes,
             storage=storage,
             replicas=replicas,
@@ -200,7 +277,7 @@ async def declare_broker(jetstream: JetStreamContext, settings: BrokerSettings) 
             jetstream,
             error,
             IMAGES_STREAM,
-            max_age=settings.images_ttl_seconds,
+            max_age=settings.retention_seconds,
             max_bytes=settings.images_max_bytes,
         )
 
@@ -242,22 +319,38 @@ async def declare_model_repository(jetstream: JetStreamContext, settings: Broker
 
 
 async def ensure_stream(jetstream: JetStreamContext, config: api.StreamConfig) -> None:
-    """Create the stream, or update it when it exists with another configuration."""
+    """Create the stream, or update it when it exists (the create of an existing stream with a
+    `max_bytes` can fail for want of storage, see `_update_limits`)."""
     try:
         await jetstream.add_stream(config)
     except APIError as error:
-        if error.err_code != STREAM_NAME_IN_USE:
+        if error.err_code not in (STREAM_NAME_IN_USE, INSUFFICIENT_RESOURCES):
             raise
-        logger.info("stream %s exists with other limits; updating it", config.name)
+        assert config.name is not None  # every stream of the layout is named
+        try:
+            await jetstream.stream_info(config.name)
+        except NotFoundError:
+            raise error from None
+        logger.info("stream %s exists; updating its configuration", config.name)
         await jetstream.update_stream(config)
 
 
 async def _update_limits(
     jetstream: JetStreamContext, error: APIError, stream: str, **limits: Any
 ) -> None:
-    if error.err_code != STREAM_NAME_IN_USE:
+    """After a bucket's create failed: bring an existing bucket's limits in line.
+
+    Creating a bucket that exists fails with "name in use" when its configuration differs,
+    and, for an object store with a `max_bytes`, with "insufficient storage resources"
+    even when it is identical (the server counts the existing reservation twice); both
+    mean "update it". The error stands when the stream really is not there.
+    """
+    if error.err_code not in (STREAM_NAME_IN_USE, INSUFFICIENT_RESOURCES):
         raise error
-    config = (await jetstream.stream_info(stream)).config
+    try:
+        config = (await jetstream.stream_info(stream)).config
+    except NotFoundError:
+        raise error from None
     wanted = {name: value or 0.0 for name, value in limits.items()}
     current = {name: getattr(config, name) or 0.0 for name in wanted}
     if current == wanted:

@@ -8,7 +8,10 @@ from dataclasses import dataclass
 
 import grpc
 
+from meshkit.decode_limit import DecoderBusyError
 from meshkit.images import UnreadableImageError
+
+RETRY_AFTER_TRAILER = "retry-after"
 
 
 @dataclass(frozen=True)
@@ -30,14 +33,25 @@ async def status_on_error(
 ) -> AsyncIterator[None]:
     """Abort with the status of the first entry the error is an instance of (list subclasses
     before their bases); any other exception stays a bug, which `meshkit.safe_edge` turns
-    into INTERNAL with a correlation id (never the exception's text)."""
+    into INTERNAL with a correlation id (never the exception's text).
+
+    An error with a `retry_after_seconds` attribute also sends it as the `retry-after`
+    trailer (seconds), the machine-readable twin of the hint in its message."""
     try:
         yield
     except tuple(status.error_type for status in statuses) as error:
         status = next(status for status in statuses if isinstance(error, status.error_type))
-        await context.abort(status.code, status.message.format(error=error))
+        retry_after = getattr(error, "retry_after_seconds", None)
+        trailers = ((RETRY_AFTER_TRAILER, str(retry_after)),) if retry_after is not None else ()
+        await context.abort(
+            status.code, status.message.format(error=error), trailing_metadata=trailers
+        )
 
 
-IMAGE_STATUSES = (StatusFor(UnreadableImageError, grpc.StatusCode.INVALID_ARGUMENT),)
-"""A photo the mesh cannot read is the client's mistake, told in `meshkit.images`' words;
-every service that takes photos lists these among its statuses."""
+IMAGE_STATUSES = (
+    StatusFor(UnreadableImageError, grpc.StatusCode.INVALID_ARGUMENT),
+    StatusFor(DecoderBusyError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+)
+"""A photo the mesh cannot read is the client's mistake, told in `meshkit.images`' words; a
+process at its decode limit asks for a retry (`meshkit.decode_limit`). Every service that
+takes photos lists these among its statuses."""

@@ -28,6 +28,11 @@ class JobAlreadyStartedError(RuntimeError):
     """A job's first event was published already (by a concurrent retry)."""
 
 
+class JobAlreadyDecidedError(RuntimeError):
+    """A terminal event was refused: the job has moved past the event it followed (another
+    terminal event decided it first)."""
+
+
 class MalformedEventError(ValueError):
     """A message on a job subject that is not a JobEvent."""
 
@@ -61,6 +66,7 @@ async def publish_event(
     event: events_pb2.JobEvent,
     ack_timeout_seconds: float | None = None,
     first_of_job: bool = False,
+    after_sequence: int | None = None,
 ) -> api.PubAck:
     """Publish on the job's subject with `Nats-Msg-Id` = event id and the current trace
     context, and wait for the stream's ack (the event is stored once this returns).
@@ -68,10 +74,16 @@ async def publish_event(
     `first_of_job`: the stream refuses the event (JobAlreadyStartedError) when the job
     already has any event, so a job's first event is decided exactly once even when two
     Submit retries race.
+
+    `after_sequence`: the stream sequence of the job's event this one follows (its `queued`
+    event, for a terminal one); the stream refuses the event (JobAlreadyDecidedError) when
+    the job has any later event. This, not the duplicate window, is what keeps a `failed`
+    from ever following a `succeeded`: it holds however late the second publisher comes.
     """
     headers: dict[str, str] = {MSG_ID_HEADER: event.event_id}
-    if first_of_job:
-        headers[EXPECTED_LAST_SUBJECT_SEQUENCE] = "0"
+    expected = 0 if first_of_job else after_sequence
+    if expected is not None:
+        headers[EXPECTED_LAST_SUBJECT_SEQUENCE] = str(expected)
         headers[EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT] = job_subjects(event.job_id)
     propagate.inject(headers)
     kind = any_event_kind(event)
@@ -83,8 +95,10 @@ async def publish_event(
             subject, event.SerializeToString(), timeout=ack_timeout_seconds, headers=headers
         )
     except APIError as error:
-        if first_of_job and error.err_code == WRONG_LAST_SEQUENCE:
+        if error.err_code == WRONG_LAST_SEQUENCE and first_of_job:
             raise JobAlreadyStartedError(f"job {event.job_id} already has events") from error
+        if error.err_code == WRONG_LAST_SEQUENCE and after_sequence is not None:
+            raise JobAlreadyDecidedError(f"job {event.job_id} is decided already") from error
         raise
 
 

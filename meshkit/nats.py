@@ -41,7 +41,7 @@ def _log_retry(retry_state: RetryCallState) -> None:
 
 def _netloc(client: Client) -> str:
     url = client.connected_url
-    return url.netloc if url is not None else "?"
+    return f"{url.hostname}:{url.port}" if url is not None else "?"
 
 
 class NatsConnection:
@@ -89,8 +89,11 @@ class NatsConnection:
         await readiness.set(self.name, True)
 
     async def _connect_once(self) -> Client:
+        password = self._settings.nats_password()
         client = await nats.connect(
             servers=self._settings.nats_servers,
+            user=self._settings.nats_user,
+            password=password.get_secret_value() if password is not None else None,
             name=self._client_name,
             connect_timeout=self._settings.nats_connect_timeout_seconds,
             allow_reconnect=True,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import nats.errors
 from nats.aio.msg import Msg
@@ -80,3 +80,31 @@ async def pull_until_stopped(
                 await handle(messages)
     finally:
         await release_subscription(subscription)
+
+
+@contextlib.asynccontextmanager
+async def in_progress_while_held(message: Msg, interval_seconds: float) -> AsyncIterator[None]:
+    """Tell JetStream every `interval_seconds` that `message` is still being worked on
+    (`+WPI` resets its ack wait), for as long as the block runs.
+
+    Why: a job can wait far longer than one ack wait for a decode thread and a batch slot
+    when many are in hand at once; without a heartbeat JetStream would redeliver it to
+    another classifier (and count a delivery) while it is merely queued here. A crashed
+    holder stops beating, so redelivery after a crash still comes one ack wait later.
+    """
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(interval_seconds)
+            try:
+                await message.in_progress()
+            except nats.errors.Error as error:
+                logger.debug("progress heartbeat not sent: %s", error)
+
+    heartbeat = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeat

@@ -8,9 +8,11 @@ message naming the variable instead of failing later in the middle of a request.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from meshkit.contract_constants import MAX_UPLOAD_BYTES, UPLOAD_FRAMING_BYTES
@@ -56,7 +58,18 @@ class NatsSettings(BaseSettings):
 
     nats_url: str = Field(
         default="nats://127.0.0.1:4222",
-        description="NATS server URL(s), comma-separated for a cluster.",
+        description=(
+            "NATS server URL(s), comma-separated for a cluster; never with credentials in "
+            "them (URLs are logged): see NATS_USER and NATS_PASSWORD_FILE."
+        ),
+    )
+    nats_user: str | None = Field(
+        default=None,
+        description="The service's NATS user (each service has its own, with its own rights).",
+    )
+    nats_password_file: Path | None = Field(
+        default=None,
+        description="File holding the NATS user's password (a mounted secret); read on connect.",
     )
     nats_connect_timeout_seconds: float = Field(
         default=2.0, gt=0, description="Timeout of one NATS connection attempt."
@@ -67,6 +80,23 @@ class NatsSettings(BaseSettings):
         description="Longest pause between NATS connection attempts (backoff grows to this).",
     )
 
+    @field_validator("nats_url")
+    @classmethod
+    def _no_credentials_in_url(cls, value: str) -> str:
+        for url in value.split(","):
+            if "@" in urlsplit(url.strip()).netloc:
+                raise ValueError(
+                    "the NATS URL must not carry credentials (it is logged); "
+                    "set NATS_USER and NATS_PASSWORD_FILE instead"
+                )
+        return value
+
     @property
     def nats_servers(self) -> list[str]:
         return [url.strip() for url in self.nats_url.split(",") if url.strip()]
+
+    def nats_password(self) -> SecretStr | None:
+        """The password from `nats_password_file` (trailing newline dropped), if one is set."""
+        if self.nats_password_file is None:
+            return None
+        return SecretStr(self.nats_password_file.read_text(encoding="utf-8").rstrip("\n"))

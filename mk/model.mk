@@ -18,6 +18,11 @@ bench-model: $(INSTALLED) ## images/s of the shipped classifier per runtime and 
 # the broker is MODELS_NATS_URL (default: the one `make up` starts).
 MODEL ?=
 METRICS ?=
+# `make up`'s broker admits its own users only: the tools connect as its local admin, whose
+# password the mesh generates under .data/ on its first start. For another broker set
+# MODELS_NATS_URL, MODELS_NATS_USER and MODELS_NATS_PASSWORD_FILE.
+publish-model promote-model models: export MODELS_NATS_USER ?= devmesh
+publish-model promote-model models: export MODELS_NATS_PASSWORD_FILE ?= $(CURDIR)/.data/nats/credentials/devmesh
 
 publish-model: $(INSTALLED) ## store MODEL=<.keras> (default: shipped) [METRICS=<make eval output>] in the broker's model repository
 	$(MODEL_ENV) $(BIN)/python -m training.publish_model publish $(MODEL) $(if $(METRICS),--metrics $(METRICS))

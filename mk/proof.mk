@@ -4,11 +4,13 @@ N ?= 64
 T ?= 60
 RUNNING ?=
 PROOF_TARGET := $(if $(RUNNING),--running,)
+QUEUE_BOUND ?=
+LOAD_QUEUE_BOUND := $(if $(QUEUE_BOUND),--service-env DISPATCHER_MAX_QUEUE_DEPTH=$(QUEUE_BOUND),)
 
 .PHONY: load chaos dast
 
-load: $(INSTALLED) ## N clients (default 64) for T seconds (default 60) through the gateway: throughput, latency, errors, RSS
-	$(BIN)/python -m tools.load --clients $(N) --seconds $(T) $(PROOF_TARGET)
+load: $(INSTALLED) ## N clients (default 64) for T seconds (default 60) through the gateway: throughput, latency, errors, RSS [QUEUE_BOUND=n]
+	$(BIN)/python -m tools.load --clients $(N) --seconds $(T) $(PROOF_TARGET) $(LOAD_QUEUE_BOUND)
 
 chaos: $(INSTALLED) ## kill/restart every component under a photo stream; fails on any lost, stuck or doubled job
 	$(BIN)/python -m tools.chaos

@@ -9,7 +9,7 @@ PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 PYTEST_TMP := /tmp/weather-mesh-pytest-$(shell printf %s '$(CURDIR)' | cksum | cut -d' ' -f1)
 test-unit test-integration test-images test-e2e: export PYTEST_ADDOPTS += --basetemp=$(PYTEST_TMP)-$@
 
-test: lint lint-imports requirements-check typecheck sast proto-check lint-docker ui-typecheck ui-gen-check test-unit test-integration test-images test-e2e ## everything CI runs: lint, layers, pins, types, SAST, contract checks, unit, integration, container and browser tests
+test: lint lint-imports requirements-check typecheck sast secrets-scan proto-check lint-docker ui-typecheck ui-gen-check test-unit test-integration test-images test-e2e ## everything CI runs: lint, layers, pins, types, SAST, contract checks, unit, integration, container and browser tests
 
 lint: $(INSTALLED) ## ruff lint and format check
 	$(BIN)/ruff check .
@@ -22,8 +22,16 @@ format: $(INSTALLED) ## apply ruff's fixes and formatting
 typecheck: $(INSTALLED) ## mypy --strict over every Python package
 	$(BIN)/mypy .
 
-sast: $(INSTALLED) ## bandit; fails on medium severity and above
+sast: $(INSTALLED) ## bandit over every Python file we ship; fails on medium severity and above
 	$(BIN)/bandit -q -c pyproject.toml -r . --severity-level medium --confidence-level low
+
+.PHONY: secrets-scan secrets-baseline
+
+secrets-scan: $(INSTALLED) ## detect-secrets over every tracked file; fails on a finding not reviewed in .secrets.baseline
+	$(BIN)/python -m tools.secrets_check
+
+secrets-baseline: $(INSTALLED) ## rewrite .secrets.baseline from a fresh scan (keeps verdicts; review new entries)
+	$(BIN)/python -m tools.secrets_check --update
 
 proto: $(INSTALLED) ## regenerate Python code and stubs from protos/
 	$(BIN)/python tools/gen_protos.py

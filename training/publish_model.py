@@ -97,8 +97,11 @@ def describe(model: PublishedModel) -> str:
 
 
 async def _connect(settings: PublishSettings) -> tuple[Client, JetStreamContext]:
+    password = settings.nats_password()
     client = await nats.connect(
         servers=settings.nats_servers,
+        user=settings.nats_user,
+        password=password.get_secret_value() if password is not None else None,
         connect_timeout=settings.nats_connect_timeout_seconds,
         max_reconnect_attempts=0,
     )

@@ -170,7 +170,7 @@ ENVIRONMENTS: dict[EnvironmentName, Environment] = {
         trace_sampling_ratio=1.0,
         anonymous_mode=True,
         canary_weight=0,
-        nats_storage="2Gi",
+        nats_storage="8Gi",
         postgres_storage="2Gi",
         service_overrides={"dispatcher": {"log_level": "DEBUG"}},
     ),

@@ -401,6 +401,7 @@ def _tls_secret(name: str, tls: TlsVariables) -> dict[str, Any]:
 
 
 def _secret_value(variable: str, secrets: ServiceSecrets) -> str:
+    # The cluster's migration and runtime connections are both the owner's for now.
     if variable.endswith("DATABASE_URL"):
         return (
             f"postgresql://{DATABASE_OWNER}:{builders.url_encode(secrets.database_password)}"

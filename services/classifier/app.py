@@ -14,6 +14,7 @@ from functools import partial
 from prometheus_client import Counter, Histogram
 
 from meshkit.broker_layout import JOBS_STREAM, BrokerSetup
+from meshkit.decode_limit import DecodeLimit
 from meshkit.metrics import QueueLagProbe, ServiceMetrics
 from meshkit.nats import NatsConnection
 from meshkit.server import ServiceDefinition, run
@@ -71,6 +72,7 @@ def build(settings: ClassifierSettings) -> ServiceDefinition:
         preprocess_threads=settings.preprocess_threads,
         max_image_pixels=settings.max_image_pixels,
         on_batch=observe_batch,
+        decode_limit=DecodeLimit(settings.max_concurrent_decodes),
     )
     announcement = ModelAnnouncement(queue_setup, model.next_version)
     consumer = JobConsumer(

@@ -28,6 +28,7 @@ import numpy as np
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from meshkit.decode_limit import DecodeLimit
 from meshkit.job_messages import classification_message
 from meshkit.tracing import BATCH_SIZE, MODEL_VERSION, current_span_context, links_to
 from services.classifier.preprocess import preprocess
@@ -91,6 +92,7 @@ class Batcher:
         preprocess_threads: int,
         max_image_pixels: int,
         on_batch: Callable[[int, float], None] = lambda size, seconds: None,
+        decode_limit: DecodeLimit | None = None,
     ) -> None:
         """`model` returns the loaded model (raising while it is not loaded yet);
         `on_batch(size, seconds)` observes every forward pass (metrics)."""
@@ -99,6 +101,7 @@ class Batcher:
         self._max_queue_delay = max_queue_delay_seconds
         self._max_image_pixels = max_image_pixels
         self._on_batch = on_batch
+        self._decode_limit = decode_limit or DecodeLimit(max_in_flight=2**31)
         self._preprocess_pool = ThreadPoolExecutor(
             preprocess_threads, thread_name_prefix="preprocess"
         )
@@ -110,11 +113,13 @@ class Batcher:
         self._idle.set()
         self._stopping = False
 
-    async def classify(self, image: bytes) -> Classified:
+    async def classify(self, image: bytes, fail_fast: bool = True) -> Classified:
         """Decode, preprocess and classify one photo in a shared batch.
 
         Raises UnreadableImageError (from preprocess) for bytes that are not a usable
-        photo, BatcherStoppedError while shutting down; model errors propagate.
+        photo, BatcherStoppedError while shutting down, DecoderBusyError when the process
+        decodes as many photos as its limit allows and `fail_fast` (RPC callers; the
+        queue's jobs, already bounded by max_ack_pending, wait); model errors propagate.
         """
         if self._stopping:
             raise BatcherStoppedError("the classifier is shutting down")
@@ -124,13 +129,14 @@ class Batcher:
         self._idle.clear()
         try:
             loop = asyncio.get_running_loop()
-            self._decoding += 1
-            try:
-                pixels, preprocess_ms = await loop.run_in_executor(
-                    self._preprocess_pool, _timed_preprocess, image, self._max_image_pixels
-                )
-            finally:
-                self._decoding -= 1
+            with self._decode_limit.slot(fail_fast):
+                self._decoding += 1
+                try:
+                    pixels, preprocess_ms = await loop.run_in_executor(
+                        self._preprocess_pool, _timed_preprocess, image, self._max_image_pixels
+                    )
+                finally:
+                    self._decoding -= 1
             answer: asyncio.Future[Classified] = loop.create_future()
             await self._queue.put(
                 _Pending(pixels, preprocess_ms, loop.time(), answer, current_span_context())

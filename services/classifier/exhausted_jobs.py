@@ -22,9 +22,9 @@ from meshkit.broker_layout import JOBS_STREAM, BrokerSetup
 from meshkit.job_events import MalformedEventError, decode_event, event_kind, last_job_event
 from meshkit.job_states import TERMINAL_KINDS
 from meshkit.pull_consumer import PullSubscription, pull_until_stopped
+from meshkit.terminal_events import publish_failed
 from meshkit.tracing import IMAGE_SHA256, JOB_ID, trace_context
 from services.classifier.queue import ADVISORIES_STREAM, EXHAUSTED_CONSUMER
-from services.classifier.terminal_events import publish_failed
 from weather.v1 import events_pb2
 
 logger = logging.getLogger(__name__)
@@ -71,8 +71,22 @@ class ExhaustedJobs:
         self._stopping.set()
 
     async def fail_one(self, jetstream: JetStreamContext, message: Msg) -> None:
-        advisory = json.loads(message.data or b"{}")
-        sequence = int(advisory.get("stream_seq", 0))
+        """End the advisory's job FAILED. A malformed advisory is logged and dropped (acked):
+        it cannot name a job, and retrying it would only block the ones behind it."""
+        try:
+            advisory = json.loads(message.data or b"{}")
+            sequence = int(advisory["stream_seq"])
+            deliveries = int(advisory.get("deliveries", self._max_deliver))
+            if sequence < 1:
+                raise ValueError(f"stream_seq {sequence} names no message")
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            logger.error(
+                "dropping a malformed max-deliveries advisory (%s: %s): %r",
+                type(error).__name__,
+                error,
+                (message.data or b"")[:200],
+            )
+            return
         try:
             stored = await jetstream.get_msg(JOBS_STREAM, seq=sequence)
             queued = decode_event(stored.data)
@@ -88,17 +102,17 @@ class ExhaustedJobs:
             last = await last_job_event(jetstream, queued.job_id)
             if last is not None and event_kind(last.event) in TERMINAL_KINDS:
                 return
-            deliveries = advisory.get("deliveries", self._max_deliver)
             logger.error(
                 "job %s failed %s deliveries; giving up",
                 queued.job_id,
                 deliveries,
                 extra={"job_id": queued.job_id},
             )
-            await publish_failed(
+            if await publish_failed(
                 jetstream,
                 queued,
+                sequence,
                 f"the job could not be classified after {deliveries} attempts",
                 events_pb2.FAILURE_KIND_DELIVERIES_EXHAUSTED,
-            )
-            self._on_exhausted()
+            ):
+                self._on_exhausted()

@@ -31,10 +31,10 @@ from meshkit.job_events import (
     decode_event,
     event_kind,
     last_job_event,
-    publish_event,
 )
 from meshkit.job_states import TERMINAL_KINDS
-from meshkit.pull_consumer import PullSubscription, pull_until_stopped
+from meshkit.pull_consumer import PullSubscription, in_progress_while_held, pull_until_stopped
+from meshkit.terminal_events import publish_failed, publish_terminal, terminal_event
 from meshkit.tracing import (
     BATCH_SIZE,
     IMAGE_SHA256,
@@ -48,7 +48,6 @@ from services.classifier.batcher import Batcher
 from services.classifier.queue import CONSUMER
 from services.classifier.result_cache import ResultCache
 from services.classifier.settings import ClassifierSettings
-from services.classifier.terminal_events import publish_failed, terminal_event
 from weather.v1 import events_pb2
 
 logger = logging.getLogger(__name__)
@@ -143,7 +142,9 @@ class JobConsumer:
                 if await _finished_before(jetstream, message, event.job_id):
                     outcome = "redelivered-finished"
                 else:
-                    outcome = await self._classify(jetstream, event)
+                    sequence = message.metadata.sequence.stream
+                    async with in_progress_while_held(message, self._settings.heartbeat_seconds):
+                        outcome = await self._classify(jetstream, event, sequence)
             except Exception as error:  # anything else may pass: retried up to max_deliver
                 logger.warning(
                     "job %s hit a transient error (%s: %s); redelivering in %.1fs",
@@ -169,22 +170,32 @@ class JobConsumer:
             logger.info("job %s %s", event.job_id, outcome, extra={"job_id": event.job_id})
             self._on_outcome(outcome)
 
-    async def _classify(self, jetstream: JetStreamContext, queued: events_pb2.JobEvent) -> str:
+    async def _classify(
+        self, jetstream: JetStreamContext, queued: events_pb2.JobEvent, queued_sequence: int
+    ) -> str:
         """Publish the job's terminal event; return the outcome for metrics."""
-        images = ImageStore(jetstream, self._max_payload(), self._settings.images_ttl_seconds)
+        images = ImageStore(jetstream, self._max_payload(), self._settings.retention_seconds)
         try:
             image = await images.get(queued.queued.image)
-            classified = await self._batcher.classify(image)
+            classified = await self._batcher.classify(image, fail_fast=False)
         except ImageMissingError as error:
-            await publish_failed(
-                jetstream, queued, str(error), events_pb2.FAILURE_KIND_IMAGE_MISSING
+            decided = await publish_failed(
+                jetstream,
+                queued,
+                queued_sequence,
+                str(error),
+                events_pb2.FAILURE_KIND_IMAGE_MISSING,
             )
-            return "failed"
+            return "failed" if decided else "redelivered-finished"
         except UnreadableImageError as error:
-            await publish_failed(
-                jetstream, queued, str(error), events_pb2.FAILURE_KIND_UNREADABLE_IMAGE
+            decided = await publish_failed(
+                jetstream,
+                queued,
+                queued_sequence,
+                str(error),
+                events_pb2.FAILURE_KIND_UNREADABLE_IMAGE,
             )
-            return "failed"
+            return "failed" if decided else "redelivered-finished"
         trace.get_current_span().set_attributes(
             {MODEL_VERSION: classified.model_version, BATCH_SIZE: classified.batch_size}
         )
@@ -200,7 +211,8 @@ class JobConsumer:
         timings.batch_size = classified.batch_size
         # Cache first: whoever sees SUCCEEDED may resubmit and expect the cache to answer.
         await self._results.put(jetstream, queued.image_sha256, event.succeeded.classification)
-        await publish_event(jetstream, event)
+        if not await publish_terminal(jetstream, event, queued_sequence):
+            return "redelivered-finished"
         return "succeeded"
 
 

@@ -20,7 +20,13 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageOps
 
-from meshkit.images import DEFAULT_MAX_PIXELS, corrupt_image_message, decoding, open_image
+from meshkit.images import (
+    DEFAULT_MAX_PIXELS,
+    corrupt_image_message,
+    decoding,
+    is_jpeg,
+    open_image,
+)
 
 INPUT_SIZE = 128
 DRAFT_FACTOR = 2
@@ -29,7 +35,7 @@ DRAFT_FACTOR = 2
 def to_rgb(image: Image.Image) -> Image.Image:
     """Decode the first frame and convert it to upright RGB, transparency composited on white."""
     image.seek(0)
-    if image.format == "JPEG":
+    if is_jpeg(image):
         target = INPUT_SIZE * DRAFT_FACTOR
         image.draft("RGB", (target, target))
     image.load()

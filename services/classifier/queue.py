@@ -11,13 +11,25 @@ from __future__ import annotations
 
 from nats.js import JetStreamContext, api
 
-from meshkit.broker_layout import JOBS_STREAM, QUEUED_SUBJECTS, ensure_stream
+from meshkit.broker_layout import (
+    ADVISORIES_STREAM,
+    CLASSIFIER_CONSUMER,
+    JOBS_STREAM,
+    QUEUED_SUBJECTS,
+    ensure_stream,
+)
 from services.classifier.settings import ClassifierSettings
 
-CONSUMER = "classifier"
-ADVISORIES_STREAM = "WEATHER_JOBS_EXHAUSTED"
+CONSUMER = CLASSIFIER_CONSUMER
 EXHAUSTED_CONSUMER = "classifier-exhausted"
 MAX_DELIVERIES_ADVISORY = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{JOBS_STREAM}.{CONSUMER}"
+__all__ = [
+    "ADVISORIES_STREAM",
+    "CONSUMER",
+    "EXHAUSTED_CONSUMER",
+    "MAX_DELIVERIES_ADVISORY",
+    "declare_consumers",
+]
 
 
 async def declare_consumers(jetstream: JetStreamContext, settings: ClassifierSettings) -> None:
@@ -41,7 +53,9 @@ async def declare_consumers(jetstream: JetStreamContext, settings: ClassifierSet
         subjects=[MAX_DELIVERIES_ADVISORY],
         storage=api.StorageType.FILE,
         num_replicas=settings.broker_replicas,
-        max_age=settings.jobs_max_age_seconds,
+        max_age=settings.retention_seconds,
+        max_bytes=settings.advisories_max_bytes,
+        discard=api.DiscardPolicy.OLD,
     )
     await ensure_stream(jetstream, stream)
     await jetstream.add_consumer(

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from meshkit.broker_layout import BrokerSettings
+from meshkit.images import DEFAULT_MAX_PIXELS
 from meshkit.model_repository import MODEL_VERSION_PATTERN
 from meshkit.settings import NatsSettings, Port, ServiceSettings
 from weather.v1 import defaults_pb2
@@ -64,16 +65,34 @@ class ClassifierSettings(ServiceSettings, NatsSettings, BrokerSettings):
         default=2, ge=1, le=64, description="Threads decoding and resizing photos."
     )
     max_image_pixels: int = Field(
-        default=40_000_000,
+        default=DEFAULT_MAX_PIXELS,
         ge=1,
         description="Images with more pixels (read from the header) are refused undecoded.",
+    )
+    max_concurrent_decodes: int = Field(
+        default=160,
+        ge=1,
+        description=(
+            "Photos this process decodes or holds for a decode thread at once; a Classify "
+            "call beyond it gets RESOURCE_EXHAUSTED at once (queued jobs wait: at least "
+            "max_ack_pending)."
+        ),
     )
     ack_wait_seconds: float = Field(
         default=30.0,
         gt=0,
         description=(
             "How long a fetched job may stay unacknowledged before JetStream redelivers it "
-            "(e.g. after a crash); must cover a full queue of max_ack_pending jobs."
+            "(e.g. after a crash); progress heartbeats keep a job that is merely waiting here."
+        ),
+    )
+    progress_interval_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "How often a job in hand (waiting for a decode thread or a batch slot) tells "
+            "JetStream it is in progress, resetting its ack wait; empty: a third of the ack "
+            "wait. Checked at start against the ack wait."
         ),
     )
     max_deliver: int = Field(
@@ -101,11 +120,33 @@ class ClassifierSettings(ServiceSettings, NatsSettings, BrokerSettings):
         description="Longest one pull request waits for a job (bounds how fast a stop is seen).",
     )
 
+    @property
+    def heartbeat_seconds(self) -> float:
+        """The progress heartbeat interval in force."""
+        return self.progress_interval_seconds or self.ack_wait_seconds / 3
+
     @model_validator(mode="after")
     def _in_flight_fills_a_batch(self) -> ClassifierSettings:
         if self.max_ack_pending < self.max_batch:
             raise ValueError(
                 f"max_ack_pending ({self.max_ack_pending}) must be at least max_batch "
                 f"({self.max_batch}), or no batch could ever fill from the queue"
+            )
+        if self.max_concurrent_decodes < self.max_ack_pending:
+            raise ValueError(
+                f"max_concurrent_decodes ({self.max_concurrent_decodes}) must be at least "
+                f"max_ack_pending ({self.max_ack_pending}): the jobs in hand all decode"
+            )
+        # The longest a job in hand goes without telling JetStream it is alive: one
+        # heartbeat interval, plus the forward pass it may be waiting behind (bounded by
+        # max_queue_delay for the batch to form; the pass itself runs in its own thread, so
+        # heartbeats continue), plus slack for a busy event loop.
+        worst_silence = self.heartbeat_seconds + self.max_queue_delay_seconds
+        if self.ack_wait_seconds < 2 * worst_silence:
+            raise ValueError(
+                f"ack_wait_seconds ({self.ack_wait_seconds}) must be at least twice the "
+                f"longest silence of a job in hand: progress_interval_seconds "
+                f"({self.heartbeat_seconds}) + max_queue_delay_seconds "
+                f"({self.max_queue_delay_seconds}); raise the ack wait or beat more often"
             )
         return self

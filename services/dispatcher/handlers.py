@@ -17,6 +17,7 @@ import grpc
 from meshkit.access import current_caller
 from meshkit.errors import IMAGE_STATUSES, StatusFor, status_on_error
 from meshkit.request_fields import InvalidFieldError
+from services.dispatcher.admission import MeshBusyError
 from services.dispatcher.jobs import (
     BrokerUnavailableError,
     IdempotencyConflictError,
@@ -28,6 +29,7 @@ from services.dispatcher.jobs import (
     UnknownLabelError,
 )
 from services.dispatcher.uploads import UploadTooLargeError
+from services.dispatcher.watch_slots import GATEWAY_CLIENT_HEADER, TooManyWatchesError, WatchSlots
 from weather.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 
 Context = grpc.aio.ServicerContext[object, object]
@@ -39,16 +41,27 @@ STATUSES = (
     StatusFor(NotTheOwnerError, grpc.StatusCode.PERMISSION_DENIED),
     StatusFor(SignInRequiredError, grpc.StatusCode.UNAUTHENTICATED),
     StatusFor(UploadTooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    StatusFor(MeshBusyError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     *IMAGE_STATUSES,
     StatusFor(IdempotencyConflictError, grpc.StatusCode.FAILED_PRECONDITION),
     StatusFor(JobNotFoundError, grpc.StatusCode.NOT_FOUND),
     StatusFor(BrokerUnavailableError, grpc.StatusCode.UNAVAILABLE),
+    StatusFor(TooManyWatchesError, grpc.StatusCode.RESOURCE_EXHAUSTED),
 )
 
 
+def gateway_client(context: Context) -> str | None:
+    """The client the gateway named (`x-weather-client`), if the call came through it."""
+    for key, value in context.invocation_metadata() or ():
+        if key == GATEWAY_CLIENT_HEADER:
+            return value if isinstance(value, str) else value.decode("utf-8", "replace")
+    return None
+
+
 class DispatcherService(dispatcher_pb2_grpc.DispatcherServiceServicer):
-    def __init__(self, jobs: JobBook) -> None:
+    def __init__(self, jobs: JobBook, watch_slots: WatchSlots) -> None:
         self._jobs = jobs
+        self._watch_slots = watch_slots
 
     async def Submit(
         self, request: dispatcher_pb2.SubmitRequest, context: Context
@@ -73,8 +86,9 @@ class DispatcherService(dispatcher_pb2_grpc.DispatcherServiceServicer):
         self, request: dispatcher_pb2.WatchJobRequest, context: Context
     ) -> AsyncIterator[dispatcher_pb2.WatchJobResponse]:
         async with status_on_error(context, STATUSES):
-            async for job in self._jobs.watch(request.job_id):
-                yield dispatcher_pb2.WatchJobResponse(job=job)
+            with self._watch_slots.held(gateway_client(context)):
+                async for job in self._jobs.watch(request.job_id):
+                    yield dispatcher_pb2.WatchJobResponse(job=job)
 
     async def GiveFeedback(
         self, request: dispatcher_pb2.GiveFeedbackRequest, context: Context

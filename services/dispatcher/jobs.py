@@ -36,6 +36,7 @@ from meshkit.broker_layout import (
     terminal_event_id,
 )
 from meshkit.contract_constants import LABELS
+from meshkit.decode_limit import DecodeLimit
 from meshkit.identity import Caller
 from meshkit.image_store import ImageStore
 from meshkit.job_events import (
@@ -52,6 +53,7 @@ from meshkit.job_states import TERMINAL_KINDS, is_terminal_state
 from meshkit.nats import NatsNotConnectedError
 from meshkit.request_fields import checked_key, display_text
 from meshkit.tracing import IMAGE_SHA256, JOB_ID
+from services.dispatcher.admission import Admission
 from services.dispatcher.uploads import check_upload
 from weather.v1 import events_pb2, job_pb2
 
@@ -60,6 +62,7 @@ logger = logging.getLogger(__name__)
 MAX_FILENAME_BYTES = 255
 """A file name is for display only, but it rides on every event of the job."""
 MAX_IDEMPOTENCY_KEY_BYTES = 256
+WATCH_CONSUMER_LINGER_SECONDS = 5.0
 
 
 class JobNotFoundError(LookupError):
@@ -146,6 +149,8 @@ class JobBook:
         limits: UploadLimits,
         images_ttl_seconds: float,
         timeout_seconds: float,
+        admission: Admission,
+        decodes: DecodeLimit,
         new_job_id: Callable[[], str] = lambda: uuid.uuid4().hex,
         on_cache_lookup: Callable[[bool], None] = lambda hit: None,
     ) -> None:
@@ -156,6 +161,8 @@ class JobBook:
         self._limits = limits
         self._images_ttl_seconds = images_ttl_seconds
         self._timeout = timeout_seconds
+        self._admission = admission
+        self._decodes = decodes
         self._new_job_id = new_job_id
         self._buckets: dict[str, KeyValue] = {}
 
@@ -170,12 +177,17 @@ class JobBook:
         self, image: bytes, filename: str, idempotency_key: str, owner: str = ""
     ) -> job_pb2.Job:
         """Validate, store once, and queue the photo (or answer from the result cache).
-        `owner` is the submitter's verified subject ("" for an anonymous demo caller)."""
+        `owner` is the submitter's verified subject ("" for an anonymous demo caller).
+
+        A job is accepted once its first event is stored; before that, a full budget or a
+        deep queue refuses it (`admission.MeshBusyError`) and nothing was promised."""
         filename = display_text(filename, "filename", MAX_FILENAME_BYTES)
         checked_key(idempotency_key, "idempotency_key", MAX_IDEMPOTENCY_KEY_BYTES)
-        image_sha256 = await asyncio.to_thread(
-            check_upload, image, self._limits.max_upload_bytes, self._limits.max_image_pixels
-        )
+        self._admission.check_job_log_room()
+        with self._decodes.slot():
+            image_sha256 = await asyncio.to_thread(
+                check_upload, image, self._limits.max_upload_bytes, self._limits.max_image_pixels
+            )
         job_id, submitted_at = self._new_job_id(), datetime.now(UTC)
         with broker_errors("submit"):
             js = self._jetstream()
@@ -205,14 +217,19 @@ class JobBook:
                 event.succeeded.classification.CopyFrom(cached)
                 event.succeeded.from_cache = True
             else:
+                self._admission.check_queue_depth()
                 images = ImageStore(js, self._max_payload(), self._images_ttl_seconds)
-                image_ref = await images.put_once(image, image_sha256)
+                with self._admission.storage_refusals("the photo store"):
+                    image_ref = await images.put_once(image, image_sha256)
                 event.event_id = job_id
                 event.queued.image.CopyFrom(image_ref)
                 event.queued.filename = filename
             event.occurred_at.FromDatetime(datetime.now(UTC))
             try:
-                await publish_event(js, event, ack_timeout_seconds=self._timeout, first_of_job=True)
+                with self._admission.storage_refusals("the job log"):
+                    await publish_event(
+                        js, event, ack_timeout_seconds=self._timeout, first_of_job=True
+                    )
             except JobAlreadyStartedError:
                 # A concurrent retry of the same idempotency key got there first.
                 existing = await last_job_event(js, job_id)
@@ -234,7 +251,8 @@ class JobBook:
         bucket = await self._bucket(js, IDEMPOTENCY_BUCKET)
         key = idempotency_kv_key(idempotency_key, owner)
         try:
-            await bucket.create(key, record.encode())
+            with self._admission.storage_refusals("the idempotency key store"):
+                await bucket.create(key, record.encode())
         except KeyWrongLastSequenceError:
             entry = await bucket.get(key)
             return IdempotencyRecord.decode(entry.value or b"{}")
@@ -346,7 +364,10 @@ async def _events_after(
             config=api.ConsumerConfig(
                 deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
                 opt_start_seq=sequence + 1,
-                inactive_threshold=60.0,
+                # While the watcher is subscribed it has interest and the consumer lives; once
+                # it is gone the consumer must go soon: JetStream caps a stream's consumers
+                # (1000 by default), and 60 s of leftovers at 40 watches/s hit that cap.
+                inactive_threshold=WATCH_CONSUMER_LINGER_SECONDS,
             ),
         )
     try:

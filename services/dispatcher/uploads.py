@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 
-from meshkit.images import corrupt_image_message, decoding, open_image
+from meshkit.images import corrupt_image_message, decoding, is_jpeg, open_image
 
 
 class UploadTooLargeError(ValueError):
@@ -33,7 +33,7 @@ def check_upload(image: bytes, max_upload_bytes: int, max_pixels: int) -> str:
     try:
         with decoding(corrupt_image_message(opened)):
             opened.seek(0)
-            if opened.format == "JPEG":
+            if is_jpeg(opened):
                 opened.draft(opened.mode, (1, 1))
             opened.load()
     finally:

@@ -36,11 +36,25 @@ class PostgresPool:
         max_size: int,
         check_interval_seconds: float,
         setup: PoolSetup | None = None,
+        ingest_pool_size: int = 2,
+        statement_timeout_seconds: float = 10.0,
     ) -> None:
+        """Two pools on the same role: `pool` serves queries, `ingest_pool` writes events;
+        every statement on either is cut at `statement_timeout_seconds`."""
         self._check_interval_seconds = check_interval_seconds
         self._setup = setup
         self.ready = asyncio.Event()
-        self.pool = AsyncConnectionPool(
+        self.pool = self._new_pool(conninfo, min_size, max_size, statement_timeout_seconds)
+        self.ingest_pool = self._new_pool(
+            conninfo, min(min_size, ingest_pool_size), ingest_pool_size, statement_timeout_seconds
+        )
+
+    @staticmethod
+    def _new_pool(
+        conninfo: str, min_size: int, max_size: int, statement_timeout_seconds: float
+    ) -> AsyncConnectionPool:
+        timeout_ms = max(1, round(statement_timeout_seconds * 1000))
+        return AsyncConnectionPool(
             conninfo,
             min_size=min_size,
             max_size=max_size,
@@ -48,11 +62,16 @@ class PostgresPool:
             # A connection broken by a database restart is found and replaced when it is
             # taken from the pool, instead of failing the first query after the restart.
             check=AsyncConnectionPool.check_connection,
-            kwargs={"connect_timeout": 3, "application_name": "weather-mesh-reporting"},
+            kwargs={
+                "connect_timeout": 3,
+                "application_name": "weather-mesh-reporting",
+                "options": f"-c statement_timeout={timeout_ms}",
+            },
         )
 
     async def maintain(self, readiness: Readiness) -> None:
         await self.pool.open(wait=False)
+        await self.ingest_pool.open(wait=False)
         while True:
             up = await self._probe() and await self._prepare()
             await readiness.set(self.name, up)
@@ -81,4 +100,5 @@ class PostgresPool:
         return True
 
     async def close(self) -> None:
+        await self.ingest_pool.close()
         await self.pool.close()

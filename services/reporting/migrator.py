@@ -122,7 +122,8 @@ def main() -> int:
 
     settings = ReportingSettings()
     configure_logging("reporting-migrate", settings.log_level)
-    applied = asyncio.run(migrate_database(settings.database_url.get_secret_value()))
+    url = settings.migration_database_url or settings.database_url
+    applied = asyncio.run(migrate_database(url.get_secret_value()))
     logger.info("database migrated: %d migrations applied now", len(applied))
     return 0
 

@@ -36,7 +36,27 @@ class ReportingSettings(ServiceSettings, NatsSettings, BrokerSettings, IdentityS
     )
     database_url: SecretStr = Field(
         default=SecretStr("postgresql://weather-mesh@127.0.0.1:5433/weather"),
-        description="PostgreSQL connection string (libpq URI); kept out of logs.",
+        description=(
+            "PostgreSQL connection string (libpq URI) of the runtime role: reads and writes "
+            "rows, no DDL; kept out of logs."
+        ),
+    )
+    migration_database_url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Connection string of the migration role (owns the schema), used only to apply "
+            "migrations at start; unset: migrations run with `database_url`."
+        ),
+    )
+    database_statement_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest a statement may run before PostgreSQL cancels it.",
+    )
+    database_ingest_pool_size: int = Field(
+        default=2,
+        ge=1,
+        description="Connections writing events, apart from the pool that serves queries.",
     )
     page_token_secret: SecretStr | None = Field(
         default=None,
@@ -64,6 +84,11 @@ class ReportingSettings(ServiceSettings, NatsSettings, BrokerSettings, IdentityS
             "How long a query or an event write waits for a pooled connection before it "
             "fails (RPCs then answer UNAVAILABLE; events are redelivered)."
         ),
+    )
+    purge_interval_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How often jobs past retention_seconds are deleted from PostgreSQL.",
     )
     consumer_name: str = Field(
         default="reporting",

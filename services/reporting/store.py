@@ -93,6 +93,10 @@ JOB_COLUMNS = sql.SQL(
 JOBS_WITH_FEEDBACK = sql.SQL("jobs LEFT JOIN job_feedback ON job_feedback.job_id = jobs.id")
 
 
+PURGE_EVENTS = "DELETE FROM events WHERE job_id IN (SELECT id FROM jobs WHERE submitted_at < %s)"
+PURGE_JOBS = "DELETE FROM jobs WHERE submitted_at < %s"
+
+
 class StoreUnavailableError(RuntimeError):
     """PostgreSQL cannot be reached, went away mid-transaction, or failed in a way that is
     not about the data; retrying later may work, so nothing is dropped."""
@@ -238,8 +242,16 @@ class JobStore:
     """Records events and answers queries; every database failure surfaces as one of the
     two domain errors above, so callers need not know psycopg."""
 
-    def __init__(self, pool: AsyncConnectionPool, timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        timeout_seconds: float,
+        ingest_pool: AsyncConnectionPool | None = None,
+    ) -> None:
+        """`pool` serves queries; `ingest_pool` (default: the same) takes the event writes,
+        so a burst of events never queues the RPCs behind it, nor slow queries the ingest."""
         self._pool = pool
+        self._ingest_pool = ingest_pool or pool
         self._timeout = timeout_seconds
 
     async def record(self, records: Sequence[EventRecord]) -> int:
@@ -252,7 +264,7 @@ class JobStore:
         new = 0
         try:
             async with (
-                self._pool.connection(timeout=self._timeout) as connection,
+                self._ingest_pool.connection(timeout=self._timeout) as connection,
                 connection.transaction(),
             ):
                 for record in sorted(records, key=lambda r: (r.job_id, r.event_id)):
@@ -270,6 +282,20 @@ class JobStore:
             # Anything else may pass (or is ours to fix): keep the events for a retry.
             raise StoreUnavailableError(f"PostgreSQL failed: {error}") from error
         return new
+
+    async def purge_submitted_before(self, cutoff: datetime) -> int:
+        """Delete the jobs submitted before `cutoff` and their events (retention); return
+        how many jobs went. One transaction: a job never loses its events alone."""
+        try:
+            async with (
+                self._pool.connection(timeout=self._timeout) as connection,
+                connection.transaction(),
+            ):
+                await connection.execute(PURGE_EVENTS, (cutoff,))
+                purged = await connection.execute(PURGE_JOBS, (cutoff,))
+                return purged.rowcount
+        except (*UNAVAILABLE_ERRORS, psycopg.Error) as error:
+            raise StoreUnavailableError(f"PostgreSQL failed: {error}") from error
 
     async def list_jobs(self, page: JobsPage) -> list[JobRow]:
         """Up to `page.size + 1` jobs after the cursor, newest first (the extra one tells

@@ -35,9 +35,17 @@ from devmesh.tokens import LocalIssuer
 TRAVERSABLE_MODE = 0o711
 
 
+@pytest.fixture(scope="session")
+def nats_servers_by_url() -> dict[str, NatsServer]:
+    """Every nats-server a test started, by URL: `start_service` connects a service given
+    `nats_url=` as its own user on that server."""
+    return {}
+
+
 @pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
-    """A fresh nats-server with JetStream (file store, fsync always) for one test.
+def nats_server(tmp_path: Path, nats_servers_by_url: dict[str, NatsServer]) -> Iterator[NatsServer]:
+    """A fresh nats-server with JetStream (file store, fsync always) for one test, with a
+    user per service as `make up` runs it (`.connect_options()`: the admin's).
 
     `.url`, `.port`; `.stop()` then `.start()` restarts it on the same port and store.
     """
@@ -48,7 +56,9 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         log_path=tmp_path / "nats.log",
     )
     server.start()
+    nats_servers_by_url[server.url] = server
     yield server
+    nats_servers_by_url.pop(server.url, None)
     server.stop()
 
 
@@ -75,12 +85,23 @@ def postgres_server() -> Iterator[PostgresServer]:
         shutil.rmtree(base_dir, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def runtime_dsns() -> dict[str, str]:
+    """Migration-role DSN -> runtime-role DSN of every `fresh_database`: `start_service`
+    runs reporting given `database_url=fresh_database` as the runtime role, migrating as
+    the owner, as `make up` does."""
+    return {}
+
+
 @pytest.fixture
-def fresh_database(postgres_server: PostgresServer) -> Iterator[str]:
-    """The DSN of an empty database `test_<hex>` made for this test and dropped after it."""
+def fresh_database(postgres_server: PostgresServer, runtime_dsns: dict[str, str]) -> Iterator[str]:
+    """The migration role's DSN of an empty database `test_<hex>` made for this test and
+    dropped after it (`postgres_server.runtime_dsn_for(name)`: the runtime role's)."""
     name = f"test_{uuid.uuid4().hex}"
     dsn = postgres_server.create_database(name)
+    runtime_dsns[dsn] = postgres_server.runtime_dsn_for(name)
     yield dsn
+    runtime_dsns.pop(dsn, None)
     postgres_server.drop_database(name)
 
 
@@ -164,17 +185,34 @@ FAST_RECOVERY_SETTINGS = {
 
 
 @pytest.fixture
-def start_service(tmp_path: Path, local_issuer: LocalIssuer) -> Iterator[StartService]:
+def start_service(
+    tmp_path: Path,
+    local_issuer: LocalIssuer,
+    nats_servers_by_url: dict[str, NatsServer],
+    runtime_dsns: dict[str, str],
+) -> Iterator[StartService]:
     """Factory: `start_service("dispatcher", env={...}, nats_url=..., **settings)`.
 
     Settings become `<NAME>_<SETTING>` environment variables; `env` adds others (such as
-    `OTEL_*`). Every process started is killed at the end of the test if still running.
+    `OTEL_*`). A `nats_url` of a `nats_server` fixture also gives the service its own NATS
+    user there; a `database_url` of a `fresh_database` runs reporting as the runtime role
+    (migrating as the owner). Every process started is killed at the end of the test if
+    still running.
     """
     started: list[ServiceProcess] = []
 
     def start(name: str, env: dict[str, str] | None = None, **settings: str) -> ServiceProcess:
         prefix = name.upper() + "_"
         grpc_port, metrics_port = free_port(), free_port()
+        nats = nats_servers_by_url.get(settings.get("nats_url", ""))
+        nats_user = nats.client_environment(name, prefix) if nats is not None else {}
+        owner_dsn = settings.get("database_url", "")
+        if owner_dsn in runtime_dsns:
+            settings = {
+                **settings,
+                "database_url": runtime_dsns[owner_dsn],
+                "migration_database_url": owner_dsn,
+            }
         environment = {
             **os.environ,
             "TF_CPP_MIN_LOG_LEVEL": "2",
@@ -184,6 +222,7 @@ def start_service(tmp_path: Path, local_issuer: LocalIssuer) -> Iterator[StartSe
             f"{prefix}AUTH_ANONYMOUS_DEMO": "true",
             f"{prefix}GRPC_PORT": str(grpc_port),
             f"{prefix}METRICS_PORT": str(metrics_port),
+            **nats_user,
             **{prefix + key.upper(): value for key, value in settings.items()},
             **(env or {}),
         }

@@ -97,13 +97,20 @@ async def restart_envoy(context: FaultContext, phase: str) -> list[str]:
     return []
 
 
+FULL_CODE = "RESOURCE_EXHAUSTED"
+
+
 async def fill_image_budget(context: FaultContext, phase: str) -> list[str]:
-    """Upload large distinct photos one by one until Submit refuses (or the limit)."""
+    """Upload large distinct photos one by one until Submit refuses (or the limit). A full
+    budget must be refused with RESOURCE_EXHAUSTED; anything else is noted as a violation."""
     for serial in range(context.max_fill_uploads):
         outcome, job_id = await context.stream.submit(next(context.budget_photos), phase, serial)
         if job_id is None:
-            return [f"refused after {serial} fill uploads: {outcome.code} {outcome.message!r}"]
-    return [f"never refused in {context.max_fill_uploads} fill uploads"]
+            verdict = "" if outcome.code == FULL_CODE else f" (VIOLATION: expected {FULL_CODE})"
+            return [
+                f"refused after {serial} fill uploads: {outcome.code} {outcome.message!r}{verdict}"
+            ]
+    return [f"never refused in {context.max_fill_uploads} fill uploads (VIOLATION)"]
 
 
 FAULTS: dict[str, tuple[str, Fault]] = {

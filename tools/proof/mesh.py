@@ -97,7 +97,13 @@ def port_settings() -> MeshSettings:
     port_fields = [name for name in MeshSettings.model_fields if name.endswith("_port")]
     ports = {name: free_port() for name in port_fields}
     gateway = f"http://{LOOPBACK}:{ports['envoy_port']}"
-    return MeshSettings(**ports, ui_origins=(gateway,))  # type: ignore[arg-type]
+    # The harness's clients all come from loopback and are the trusted benchmark clients
+    # (README "Limits and credentials"): only the gateway's total limits apply to them.
+    return MeshSettings(
+        **ports,  # type: ignore[arg-type]
+        ui_origins=(gateway,),
+        gateway_trusted_clients=(LOOPBACK,),
+    )
 
 
 class LocalMesh:
@@ -169,7 +175,7 @@ class LocalMesh:
         environment = {
             **os.environ,
             "TF_CPP_MIN_LOG_LEVEL": "2",
-            **mesh_environment(self.settings, self.postgres.dsn),
+            **mesh_environment(self.settings, self.postgres, self.nats),
             **{
                 spec.env_prefix + name: value
                 for spec in self.settings.services

@@ -19,7 +19,7 @@ async def test_nats_serves_jetstream_and_fsyncs_every_write(nats_server: NatsSer
     assert config["sync_always"] is True
     assert str(config["store_dir"]).startswith(str(nats_server.store_dir))
 
-    client = await nats.connect(nats_server.url)
+    client = await nats.connect(**nats_server.connect_options())
     try:
         info = await client.jetstream().account_info()
         assert info.limits is not None
@@ -28,7 +28,7 @@ async def test_nats_serves_jetstream_and_fsyncs_every_write(nats_server: NatsSer
 
 
 async def test_stream_survives_restart_on_same_port_and_store(nats_server: NatsServer) -> None:
-    client = await nats.connect(nats_server.url)
+    client = await nats.connect(**nats_server.connect_options())
     jetstream = client.jetstream()
     await jetstream.add_stream(name="JOBS", subjects=["weather.job.>"])
     await jetstream.publish("weather.job.1.queued", b"queued")
@@ -39,7 +39,7 @@ async def test_stream_survives_restart_on_same_port_and_store(nats_server: NatsS
     nats_server.start()
 
     assert nats_server.port == port_before
-    client = await nats.connect(nats_server.url)
+    client = await nats.connect(**nats_server.connect_options())
     try:
         stream = await client.jetstream().stream_info("JOBS")
         assert stream.state.messages == 1

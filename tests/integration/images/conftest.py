@@ -142,6 +142,9 @@ def mesh(
         monitor_port=free_port(),
         store_dir=workdir / "nats",
         log_path=workdir / "nats.log",
+        # The cluster's NATS has no per-service users yet (README "Limits and credentials"),
+        # so the synthesized Deployments carry none: the local one admits them as they are.
+        authenticated=False,
     )
     database_name = f"images_{workdir.name.replace('-', '_')}"
     database_url: str | None = None
@@ -158,7 +161,8 @@ def mesh(
                 cluster_token_rule["jwksUri"]: cluster_jwks,
             },
             secret_values={
-                "REPORTING_DATABASE_URL": database_url,
+                "REPORTING_DATABASE_URL": postgres_server.runtime_dsn_for(database_name),
+                "REPORTING_MIGRATION_DATABASE_URL": database_url,
                 "REPORTING_PAGE_TOKEN_SECRET": secrets.token_urlsafe(32),
             },
             suffix=uuid.uuid4().hex[:8],

@@ -36,7 +36,7 @@ def photos(weather_dataset: Path) -> list[Path]:
 @pytest.fixture
 async def nats_client(nats_server: object) -> AsyncIterator[Client]:
     """A plain client on the test's nats-server, to look at what the services stored."""
-    client = await nats.connect(nats_server.url)  # type: ignore[attr-defined]
+    client = await nats.connect(**nats_server.connect_options())  # type: ignore[attr-defined]
     yield client
     await client.close()
 

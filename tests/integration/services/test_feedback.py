@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import nats
 import psycopg
 import pytest
+from nats.aio.client import Client
 
 from devmesh.tokens import LocalIssuer
 from meshkit.broker_layout import JOBS_STREAM, feedback_subject
@@ -116,7 +116,11 @@ async def _listed_feedback(
 
 
 async def test_feedback_lands_once_despite_a_republish_and_a_changed_answer_replaces_it(
-    mesh: FeedbackMesh, local_issuer: LocalIssuer, operator: Metadata, photos: list[Path]
+    mesh: FeedbackMesh,
+    local_issuer: LocalIssuer,
+    operator: Metadata,
+    photos: list[Path],
+    nats_client: Client,
 ) -> None:
     alice = bearer(local_issuer.mint("alice"))
     job = await _answered(mesh, photos[0], alice)
@@ -130,14 +134,10 @@ async def test_feedback_lands_once_despite_a_republish_and_a_changed_answer_repl
 
     # The same event once more under another Nats-Msg-Id (as after the duplicate window):
     # JetStream stores it twice, reporting must record it once.
-    client = await nats.connect(mesh.nats_url)
-    try:
-        stored = await client.jetstream().get_last_msg(JOBS_STREAM, feedback_subject(job.id))
-        await client.jetstream().publish(
-            feedback_subject(job.id), stored.data or b"", headers={"Nats-Msg-Id": "again"}
-        )
-    finally:
-        await client.close()
+    stored = await nats_client.jetstream().get_last_msg(JOBS_STREAM, feedback_subject(job.id))
+    await nats_client.jetstream().publish(
+        feedback_subject(job.id), stored.data or b"", headers={"Nats-Msg-Id": "again"}
+    )
 
     other = next(label for label in LABELS if label != answer)
     changed = await _give(mesh, job.id, other, metadata=alice)

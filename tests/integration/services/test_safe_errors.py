@@ -175,7 +175,7 @@ async def test_an_unmapped_failure_is_internal_with_a_reference_found_in_the_log
     photos: list[Path],
 ) -> None:
     """A corrupt idempotency record is a failure no handler maps (nobody foresaw it)."""
-    client = await nats.connect(nats_server.url)
+    client = await nats.connect(**nats_server.connect_options())
     try:
         bucket = await client.jetstream().key_value(IDEMPOTENCY_BUCKET)
         await bucket.put(idempotency_kv_key("corrupted"), b"{not json at /srv/secret.py")

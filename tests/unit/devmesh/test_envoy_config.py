@@ -63,9 +63,9 @@ def test_tokens_are_verified_after_cors_and_before_the_rate_limit() -> None:
 
 def test_a_client_sent_subject_header_is_removed_before_any_filter_reads_it() -> None:
     first = _connection_manager(_rendered())["http_filters"][0]
-    assert first["name"] == "envoy.filters.http.header_mutation"
-    mutations = first["typed_config"]["mutations"]["request_mutations"]
-    assert {"remove": SUBJECT_HEADER} in mutations
+    assert first["name"] == "envoy.filters.http.lua"
+    source = first["typed_config"]["default_source_code"]["inline_string"]
+    assert f'"{SUBJECT_HEADER}"' in source.split("headers:remove")[0]
 
 
 def test_the_gateway_checks_the_services_issuer_and_audience_and_forwards_the_token() -> None:
@@ -93,15 +93,63 @@ def test_the_gateway_cannot_render_without_keys() -> None:
         _rendered(jwks_file=None)
 
 
-def test_only_public_services_are_routed_and_streams_have_no_timeout() -> None:
+def _routed() -> dict[str, dict[str, Any]]:
     host = _connection_manager(_rendered())["route_config"]["virtual_hosts"][0]
-    routed = {r["match"]["prefix"]: r["route"] for r in host["routes"] if "route" in r}
+    return {
+        r["match"].get("prefix") or r["match"]["path"]: r for r in host["routes"] if "route" in r
+    }
+
+
+def test_only_public_services_are_routed_and_streams_have_no_timeout() -> None:
+    routed = {match: r["route"] for match, r in _routed().items()}
     assert {route["cluster"] for route in routed.values()} == {"dispatcher", "reporting", "ui"}
-    routed = {prefix: route for prefix, route in routed.items() if route["cluster"] != "ui"}
-    assert set(routed) == {"/weather.v1.DispatcherService/", "/weather.v1.ReportingService/"}
-    for route in routed.values():
+    routed = {match: route for match, route in routed.items() if route["cluster"] != "ui"}
+    assert set(routed) == {
+        "/weather.v1.DispatcherService/Submit",
+        "/weather.v1.DispatcherService/WatchJob",
+        "/weather.v1.DispatcherService/",
+        "/weather.v1.ReportingService/",
+    }
+    for match, route in routed.items():
+        if match.endswith("/Submit"):
+            assert route["timeout"] == "30s"  # a Submit answers, or is cut
+            continue
         assert route["timeout"] == "0s"
         assert route["max_stream_duration"] == {"grpc_timeout_header_max": "0s"}
+
+
+def test_every_api_route_is_limited_per_client_and_in_total_and_the_ui_by_neither() -> None:
+    connection_manager = _connection_manager(_rendered())
+    assert connection_manager["use_remote_address"] is True
+    assert connection_manager["xff_num_trusted_hops"] == 0
+    filters = {f["name"]: f for f in connection_manager["http_filters"]}
+    default = filters["envoy.filters.http.local_ratelimit"]["typed_config"]
+    assert default["filter_enabled"]["default_value"]["numerator"] == 0
+    stat_prefixes = set()
+    for match, route in _routed().items():
+        per_route = route.get("typed_per_filter_config", {})
+        if route["route"]["cluster"] == "ui":
+            assert "envoy.filters.http.local_ratelimit" not in per_route
+            continue
+        limit = per_route["envoy.filters.http.local_ratelimit"]
+        stat_prefixes.add(limit["stat_prefix"])
+        assert limit["filter_enforced"]["default_value"]["numerator"] == 100
+        assert (
+            limit["token_bucket"]["max_tokens"]
+            > limit["descriptors"][0]["token_bucket"]["max_tokens"]
+        ), match
+        assert limit["descriptors"][0]["entries"] == [{"key": "client"}]  # one per client
+        action = route["route"]["rate_limits"][0]["actions"][0]["request_headers"]
+        assert action["header_name"] == "x-weather-client"
+    assert stat_prefixes == {"submit_rate_limit", "watch_rate_limit", "api_rate_limit"}
+
+
+def test_trusted_clients_must_be_ip_addresses() -> None:
+    config = GatewayConfig(
+        1, 2, 3, 4, ORIGINS, 5, trusted_clients=('"] = true } os.exit() --',), jwks_file=JWKS
+    )
+    with pytest.raises(ValueError, match="does not appear to be an IPv4 or IPv6 address"):
+        render_config(config, default_template_path().read_text())
 
 
 def test_cors_allows_exactly_the_configured_origins_and_exposes_grpc_status() -> None:
@@ -111,7 +159,7 @@ def test_cors_allows_exactly_the_configured_origins_and_exposes_grpc_status() ->
     assert policy["allow_headers"] == (
         "authorization, content-type, x-grpc-web, x-user-agent, grpc-timeout"
     )
-    assert policy["expose_headers"] == "grpc-status, grpc-message"
+    assert policy["expose_headers"] == "grpc-status, grpc-message, retry-after"
     assert policy["forward_not_matching_preflights"] is False
 
 
@@ -175,5 +223,5 @@ def test_ui_cluster_points_at_the_configured_loopback_port() -> None:
 
 
 def test_watch_streams_are_not_cut_by_the_idle_timeout_within_an_hour() -> None:
-    dispatcher = next(r for r in _routes() if r.get("route", {}).get("cluster") == "dispatcher")
-    assert dispatcher["route"]["idle_timeout"] == "3600s"
+    watch = _routed()["/weather.v1.DispatcherService/WatchJob"]
+    assert watch["route"]["idle_timeout"] == "3600s"

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from devmesh.nats import render_nats_config
+from devmesh.nats import NatsServer, render_nats_config
+from devmesh.postgres import PostgresServer
 from devmesh.runner import mesh_environment
 from devmesh.settings import MeshSettings
 from weather.v1 import defaults_pb2
@@ -49,15 +50,36 @@ def test_every_port_check_names_the_variable_that_moves_it(
     assert not any(variable.startswith("DISPATCHER_") for *_, variable in ports)
 
 
-def test_services_get_nats_urls_database_and_their_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+def _nats(settings: MeshSettings, store_dir: Path) -> NatsServer:
+    return NatsServer(
+        port=settings.nats_port,
+        monitor_port=settings.nats_monitor_port,
+        store_dir=store_dir,
+        binary=Path("nats-server"),
+    )
+
+
+def test_services_get_nats_urls_users_database_and_their_ports(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("NATS_PORT", "4333")
     monkeypatch.setenv("DEVMESH_SERVICES", "dispatcher,classifier,reporting")
-    environment = mesh_environment(MeshSettings(), "postgresql://weather@127.0.0.1:5433/weather")
+    nats = _nats(MeshSettings(), tmp_path / "nats")
+    postgres = PostgresServer(port=5433, data_dir=tmp_path / "postgres", bin_dir=tmp_path)
+    environment = mesh_environment(MeshSettings(), postgres, nats)
     for prefix in ("DISPATCHER", "CLASSIFIER", "REPORTING"):
         assert environment[f"{prefix}_NATS_URL"] == "nats://127.0.0.1:4333"
-    assert environment["REPORTING_DATABASE_URL"] == "postgresql://weather@127.0.0.1:5433/weather"
+        assert environment[f"{prefix}_NATS_USER"] == prefix.lower()
+        assert environment[f"{prefix}_NATS_PASSWORD_FILE"] == str(
+            tmp_path / "nats" / "credentials" / prefix.lower()
+        )
+    password = (tmp_path / "postgres-credentials" / "weather_app").read_text()
+    assert environment["REPORTING_DATABASE_URL"] == (
+        f"postgresql://weather_app:{password}@127.0.0.1:5433/weather"
+    )
+    assert environment["REPORTING_MIGRATION_DATABASE_URL"].startswith("postgresql://weather_owner:")
     monkeypatch.setenv("CLASSIFIER_GRPC_PORT", "6052")
-    moved = mesh_environment(MeshSettings(), "postgresql://weather@127.0.0.1:5433/weather")
+    moved = mesh_environment(MeshSettings(), postgres, nats)
     assert moved["CLASSIFIER_GRPC_PORT"] == "6052"
     assert environment["CLASSIFIER_GRPC_PORT"] == str(defaults_pb2.DEFAULT_PORT_CLASSIFIER_GRPC)
 
@@ -73,3 +95,19 @@ def test_nats_config_fsyncs_every_write_into_the_store_dir() -> None:
     assert "sync_interval: always" in config
     assert 'store_dir: "/data/nats"' in config
     assert 'listen: "127.0.0.1:4222"' in config
+
+
+def test_nats_refuses_anonymous_clients_and_keeps_passwords_out_of_urls(tmp_path: Path) -> None:
+    nats = NatsServer(port=4222, monitor_port=8222, store_dir=tmp_path, binary=Path("x"))
+    nats.prepare()
+    config = nats.config_path.read_text()
+    assert "authorization {" in config
+    assert "no_auth_user" not in config
+    password = nats.password_file("classifier").read_text()
+    assert len(password) >= 24
+    assert f'"password": "{password}"' in config
+    assert nats.password_file("classifier").stat().st_mode & 0o077 == 0
+    assert nats.config_path.stat().st_mode & 0o077 == 0
+    assert "@" not in nats.client_environment("classifier", "CLASSIFIER_")["CLASSIFIER_NATS_URL"]
+    nats.prepare()
+    assert nats.password_file("classifier").read_text() == password

@@ -50,6 +50,7 @@ def machine(**changes: Any) -> LocalMachine:
         "addresses": {NATS_CLIENT.address: LOCAL_NATS, JAEGER_OTLP.address: LOCAL_OTLP},
         "secret_values": {
             "REPORTING_DATABASE_URL": LOCAL_DATABASE,
+            "REPORTING_MIGRATION_DATABASE_URL": LOCAL_DATABASE,
             "REPORTING_PAGE_TOKEN_SECRET": PAGE_KEY,
         },
         "suffix": SUFFIX,
@@ -162,6 +163,7 @@ def test_secrets_get_local_values_and_a_machine_wide_unique_name(play: KubePlay)
     assert play.secrets == {
         f"reporting-{SUFFIX}": {
             "REPORTING_DATABASE_URL": LOCAL_DATABASE,
+            "REPORTING_MIGRATION_DATABASE_URL": LOCAL_DATABASE,
             "REPORTING_PAGE_TOKEN_SECRET": PAGE_KEY,
         }
     }
@@ -191,7 +193,12 @@ def test_a_secret_without_a_local_value_is_refused(app_objects: Manifests) -> No
         adapt(
             app_objects,
             ["reporting"],
-            machine(secret_values={"REPORTING_DATABASE_URL": LOCAL_DATABASE}),
+            machine(
+                secret_values={
+                    "REPORTING_DATABASE_URL": LOCAL_DATABASE,
+                    "REPORTING_MIGRATION_DATABASE_URL": LOCAL_DATABASE,
+                }
+            ),
             ports_from(1),
         )
 

@@ -8,8 +8,16 @@ import io
 import pytest
 from PIL import Image
 
-from meshkit.images import ImageTooLargeError, UnreadableImageError, decoding, open_image
-from services.classifier.preprocess import preprocess
+from meshkit.decode_limit import DecodeLimit, DecoderBusyError
+from meshkit.images import (
+    DEFAULT_MAX_PIXELS,
+    ImageTooLargeError,
+    UnreadableImageError,
+    decoding,
+    is_jpeg,
+    open_image,
+)
+from services.classifier.preprocess import preprocess, to_rgb
 from services.dispatcher.uploads import check_upload
 
 
@@ -64,3 +72,36 @@ def test_opening_reads_the_header_only() -> None:
     opened = open_image(png[:60])  # the pixel data is cut off: only the header is read
     assert opened.size == (40, 30)
     opened.close()
+
+
+def mpo_bytes(size: tuple[int, int] = (1600, 1200)) -> bytes:
+    """A multi-picture JPEG, as phones write stereo and depth shots."""
+    buffer = io.BytesIO()
+    first, second = Image.new("RGB", size, "red"), Image.new("RGB", size, "blue")
+    first.save(buffer, "MPO", save_all=True, append_images=[second])
+    return buffer.getvalue()
+
+
+def test_mpo_is_decoded_like_a_jpeg_at_a_reduced_scale() -> None:
+    image = open_image(mpo_bytes())
+    assert image.format == "MPO"
+    assert is_jpeg(image)
+    assert to_rgb(image).size == (400, 300), "the DCT-scaled decode, not the full 1600x1200"
+
+
+def test_mpo_is_accepted_at_the_door_and_classified_from_its_first_picture() -> None:
+    data = mpo_bytes()
+    assert check_upload(data, 10 * 1024**2, DEFAULT_MAX_PIXELS)
+    pixels = preprocess(data)
+    assert pixels.shape == (128, 128, 3)
+    assert tuple(pixels[64, 64]) == (254, 0, 0)
+
+
+def test_decode_limit_fails_fast_when_full_but_lets_promised_work_wait() -> None:
+    limit = DecodeLimit(max_in_flight=1)
+    with limit.slot():
+        with pytest.raises(DecoderBusyError, match="retry in 1 s"), limit.slot():
+            pass
+        with limit.slot(fail_fast=False):
+            assert limit.in_flight == 2
+    assert limit.in_flight == 0

@@ -38,7 +38,7 @@ StartService = Any  # the `start_service` fixture's factory (tests/integration/c
 
 @pytest.fixture
 async def jetstream(nats_server: Any) -> AsyncIterator[JetStreamContext]:
-    client = await nats.connect(nats_server.url)
+    client = await nats.connect(**nats_server.connect_options())
     yield client.jetstream()
     await client.close()
 

@@ -1,0 +1,54 @@
+"""The broker permission table: each service may publish only what it does.
+
+NATS matches subjects itself (tests/integration/devmesh/test_nats_permissions.py proves it
+against a real server); here the table's intent is checked with a small matcher.
+"""
+
+from __future__ import annotations
+
+from meshkit.broker_layout import IMAGES_BUCKET, job_subject
+from meshkit.broker_permissions import service_permissions
+
+JOB_ID = "0" * 32
+
+
+def matches(pattern: str, subject: str) -> bool:
+    """NATS wildcard semantics: `*` one token, `>` one or more trailing tokens."""
+    wanted, tokens = pattern.split("."), subject.split(".")
+    for index, token in enumerate(wanted):
+        if token == ">":
+            return len(tokens) > index
+        if index >= len(tokens) or token not in ("*", tokens[index]):
+            return False
+    return len(tokens) == len(wanted)
+
+
+def may_publish(user: str, subject: str) -> bool:
+    return any(matches(p, subject) for p in service_permissions()[user].publish)
+
+
+def test_only_the_dispatcher_queues_jobs() -> None:
+    queued = job_subject(JOB_ID, "queued")
+    assert may_publish("dispatcher", queued)
+    assert not may_publish("classifier", queued)
+    assert not may_publish("reporting", queued)
+
+
+def test_only_the_dispatcher_writes_images() -> None:
+    chunk = f"$O.{IMAGES_BUCKET}.C.abc"
+    assert may_publish("dispatcher", chunk)
+    assert not may_publish("classifier", chunk)
+    assert not may_publish("reporting", chunk)
+
+
+def test_the_classifier_publishes_outcomes_and_reporting_publishes_no_event() -> None:
+    for kind in ("succeeded", "failed"):
+        assert may_publish("classifier", job_subject(JOB_ID, kind))
+        assert not may_publish("reporting", job_subject(JOB_ID, kind))
+
+
+def test_no_service_may_delete_a_stream_or_write_the_whole_api() -> None:
+    for user in service_permissions():
+        assert not may_publish(user, "$JS.API.STREAM.DELETE.WEATHER_JOBS")
+        assert not may_publish(user, "$JS.API.STREAM.PURGE.WEATHER_JOBS")
+        assert ">" not in service_permissions()[user].publish
