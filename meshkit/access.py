@@ -1,10 +1,11 @@
 """Who may call what: the public RPCs, the least role each needs, and the interceptor.
 
 The table below is the services' copy of the edge rules in `istio/request-authentication.yaml`
-(tests/unit/istio checks that both say the same): Submit, GetJob, WatchJob and ListJobs need
-a viewer, GetStats an operator. In anonymous demo mode Submit, GetJob and WatchJob need no
-token at all. Methods outside the table (health, reflection, the internal Classify) are not
-public: the gateway never routes them and the mesh policies refuse them.
+(tests/unit/istio checks that both say the same): Submit, GetJob, WatchJob, GiveFeedback and
+ListJobs need a viewer, GetStats and GetQuality an operator. In anonymous demo mode Submit,
+GetJob, WatchJob and GiveFeedback need no token at all. Methods outside the table (health,
+reflection, the internal Classify) are not public: the gateway never routes them and the
+mesh policies refuse them.
 
 Two answers, never mixed up: UNAUTHENTICATED when the caller is not (validly) signed in, so
 signing in may help; PERMISSION_DENIED when a valid caller's role lacks the right, so it
@@ -47,20 +48,26 @@ def method_path(file_descriptor: Any, service: str, method: str) -> str:
 SUBMIT = method_path(dispatcher_pb2.DESCRIPTOR, "DispatcherService", "Submit")
 GET_JOB = method_path(dispatcher_pb2.DESCRIPTOR, "DispatcherService", "GetJob")
 WATCH_JOB = method_path(dispatcher_pb2.DESCRIPTOR, "DispatcherService", "WatchJob")
+GIVE_FEEDBACK = method_path(dispatcher_pb2.DESCRIPTOR, "DispatcherService", "GiveFeedback")
 LIST_JOBS = method_path(reporting_pb2.DESCRIPTOR, "ReportingService", "ListJobs")
 GET_STATS = method_path(reporting_pb2.DESCRIPTOR, "ReportingService", "GetStats")
+GET_QUALITY = method_path(reporting_pb2.DESCRIPTOR, "ReportingService", "GetQuality")
 
 LEAST_ROLE: Final[Mapping[str, Role]] = {
     SUBMIT: Role.VIEWER,
     GET_JOB: Role.VIEWER,
     WATCH_JOB: Role.VIEWER,
+    GIVE_FEEDBACK: Role.VIEWER,
     LIST_JOBS: Role.VIEWER,
     GET_STATS: Role.OPERATOR,
+    GET_QUALITY: Role.OPERATOR,
 }
 """Every public RPC and the least role that may call it."""
-ANONYMOUS_DEMO_METHODS: Final = frozenset({SUBMIT, GET_JOB, WATCH_JOB})
+ANONYMOUS_DEMO_METHODS: Final = frozenset({SUBMIT, GET_JOB, WATCH_JOB, GIVE_FEEDBACK})
 """What anonymous callers may do when the demo mode is on. GetJob/WatchJob take the job id
-as a capability: whoever holds the (unguessable, 128-bit random) id may read that job."""
+as a capability: whoever holds the (unguessable, 128-bit random) id may read that job.
+GiveFeedback takes the id as the capability only for a job submitted anonymously; an owned
+job's feedback is its owner's alone (the handler checks, since it needs the job)."""
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,9 @@ subjects, stream and bucket names and keys. Each service declares what it uses a
 Layout on JetStream
 - stream `WEATHER_JOBS`, subjects `weather.job.<job_id>.<kind>` with kind `queued`,
   `succeeded` or `failed`; a job's state is the last message on `weather.job.<job_id>.*`
-  (direct get), so no service keeps a job table in memory.
+  (direct get), so no service keeps a job table in memory. Feedback on a job's answer goes
+  to `weather.job.<job_id>.feedback.given`: one token longer, so it never counts as the
+  job's state, and its latest message is the job's current feedback.
 - object store `weather-images`: the uploaded bytes, object name = hex sha256.
 - KV `weather-results`: classification by `<model version>.<sha256>` (the result cache).
 - KV `weather-idempotency`: Submit's idempotency keys → the job they created.
@@ -190,6 +192,11 @@ def job_subject(job_id: str, kind: EventKind) -> str:
     return f"{JOB_SUBJECT_ROOT}.{job_id}.{kind}"
 
 
+def feedback_subject(job_id: str) -> str:
+    """Where a job's feedback goes; its last message is the job's current feedback."""
+    return f"{JOB_SUBJECT_ROOT}.{job_id}.feedback.given"
+
+
 def job_subjects(job_id: str) -> str:
     """Every event of one job (a filter for direct gets and ordered consumers)."""
     return f"{JOB_SUBJECT_ROOT}.{job_id}.*"
@@ -225,7 +232,7 @@ async def declare_broker(jetstream: JetStreamContext, settings: BrokerSettings) 
         jetstream,
         api.StreamConfig(
             name=JOBS_STREAM,
-            description="Job events: weather.job.<job_id>.queued|succeeded|failed",
+            description="Job events: weather.job.<job_id>.queued|succeeded|failed|feedback.given",
             subjects=[ALL_JOB_SUBJECTS],
             retention=api.RetentionPolicy.LIMITS,
             storage=storage,

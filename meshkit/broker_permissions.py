@@ -7,7 +7,8 @@ nats-server configuration (`devmesh.nats`); a cluster renders the same table.
 What each service may publish, beyond the JetStream API calls it makes:
 
 - dispatcher: `queued` events, cache-answered `succeeded` ones and the reconciler's `failed`
-  ones, photo bytes in the image bucket (the only writer), idempotency claims;
+  ones, feedback on answers (`weather.job.*.feedback.given`, GiveFeedback), photo bytes in
+  the image bucket (the only writer), idempotency claims;
 - classifier: `succeeded` and `failed` events, the result cache, the current model
   version; never a `queued` event, never an image; it reads the model repository and its
   `current` pointer, which only the publishing tool writes;
@@ -35,6 +36,7 @@ from meshkit.broker_layout import (
     MODEL_REPOSITORY_STREAM,
     MODELS_BUCKET,
     RESULTS_BUCKET,
+    feedback_subject,
 )
 from meshkit.job_states import EventKind
 
@@ -113,6 +115,7 @@ def service_permissions() -> Mapping[str, BrokerPermissions]:
             [
                 # failed: the reconciler ends jobs no event finished.
                 *_events("queued", "succeeded", "failed"),
+                feedback_subject("*"),  # GiveFeedback
                 f"$O.{IMAGES_BUCKET}.>",
                 f"$JS.API.STREAM.PURGE.{IMAGES_STREAM}",
                 f"$KV.{IDEMPOTENCY_BUCKET}.>",

@@ -155,8 +155,9 @@ class IdentitySettings(BaseSettings):
     auth_anonymous_demo: bool = Field(
         default=False,
         description=(
-            "Anonymous demo mode: callers without a token may Submit, GetJob and WatchJob "
-            "(never ListJobs or GetStats). On for `make up`, off in the cluster."
+            "Anonymous demo mode: callers without a token may Submit, GetJob, WatchJob and "
+            "GiveFeedback on anonymous jobs (never ListJobs, GetStats or GetQuality). On for "
+            "`make up`, off in the cluster."
         ),
     )
 

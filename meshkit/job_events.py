@@ -14,8 +14,8 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import APIError, NotFoundError
 from opentelemetry import propagate
 
-from meshkit.broker_layout import JOBS_STREAM, job_subject, job_subjects
-from meshkit.job_states import EVENT_KINDS, EventKind
+from meshkit.broker_layout import JOBS_STREAM, feedback_subject, job_subject, job_subjects
+from meshkit.job_states import EVENT_KINDS, FEEDBACK_KIND, EventKind, FeedbackKind
 from weather.v1 import events_pb2
 
 MSG_ID_HEADER = "Nats-Msg-Id"
@@ -44,13 +44,20 @@ def event_kind(event: events_pb2.JobEvent) -> EventKind:
     return kind
 
 
+def any_event_kind(event: events_pb2.JobEvent) -> EventKind | FeedbackKind:
+    """A state event's kind, or `feedback` (which changes no state)."""
+    if event.WhichOneof("kind") == FEEDBACK_KIND:
+        return FEEDBACK_KIND
+    return event_kind(event)
+
+
 def decode_event(data: bytes | None) -> events_pb2.JobEvent:
     event = events_pb2.JobEvent()
     try:
         event.ParseFromString(data or b"")
     except Exception as error:  # protobuf raises its own DecodeError
         raise MalformedEventError(f"not a JobEvent: {error}") from error
-    event_kind(event)
+    any_event_kind(event)
     return event
 
 
@@ -79,7 +86,10 @@ async def publish_event(
         headers[EXPECTED_LAST_SUBJECT_SEQUENCE] = str(expected)
         headers[EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT] = job_subjects(event.job_id)
     propagate.inject(headers)
-    subject = job_subject(event.job_id, event_kind(event))
+    kind = any_event_kind(event)
+    subject = (
+        feedback_subject(event.job_id) if kind == FEEDBACK_KIND else job_subject(event.job_id, kind)
+    )
     try:
         return await jetstream.publish(
             subject, event.SerializeToString(), timeout=ack_timeout_seconds, headers=headers
@@ -102,6 +112,15 @@ async def last_job_event(jetstream: JetStreamContext, job_id: str) -> StoredEven
     """The job's latest event (direct get, last by subject), or None for an unknown job."""
     try:
         message = await jetstream.get_last_msg(JOBS_STREAM, job_subjects(job_id), direct=True)
+    except NotFoundError:
+        return None
+    return StoredEvent(decode_event(message.data), int(message.seq or 0))
+
+
+async def last_feedback_event(jetstream: JetStreamContext, job_id: str) -> StoredEvent | None:
+    """The job's current feedback (the last one given), or None when none was given."""
+    try:
+        message = await jetstream.get_last_msg(JOBS_STREAM, feedback_subject(job_id), direct=True)
     except NotFoundError:
         return None
     return StoredEvent(decode_event(message.data), int(message.seq or 0))

@@ -17,6 +17,9 @@ from weather.v1 import job_pb2
 EventKind = Literal["queued", "succeeded", "failed"]
 EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
 TERMINAL_KINDS: frozenset[EventKind] = frozenset({"succeeded", "failed"})
+FeedbackKind = Literal["feedback"]
+FEEDBACK_KIND: FeedbackKind = "feedback"
+"""The one event kind that is not a state: feedback on a finished job's answer."""
 
 
 def _kind_named(state_name: str) -> EventKind:

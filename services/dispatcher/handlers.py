@@ -3,6 +3,9 @@
 Who may call is settled before a handler runs (`meshkit.access`). A job belongs to the
 subject that submitted it; GetJob and WatchJob need no more than the job id, which works as
 a capability: 128 random bits, known only to whoever submitted the job or was given its id.
+GiveFeedback judges a job's answer, so it takes more: the owner of an owned job (another
+subject gets PERMISSION_DENIED, not NOT_FOUND: the id already lets them read the job, so
+there is nothing to hide), or the id alone for a job submitted anonymously.
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ from services.dispatcher.jobs import (
     IdempotencyConflictError,
     JobBook,
     JobNotFoundError,
+    NoAnswerYetError,
+    NotTheOwnerError,
+    SignInRequiredError,
+    UnknownLabelError,
 )
 from services.dispatcher.uploads import UploadTooLargeError
 from services.dispatcher.watch_slots import GATEWAY_CLIENT_HEADER, TooManyWatchesError, WatchSlots
@@ -29,6 +36,10 @@ Context = grpc.aio.ServicerContext[object, object]
 
 STATUSES = (
     StatusFor(InvalidFieldError, grpc.StatusCode.INVALID_ARGUMENT),
+    StatusFor(UnknownLabelError, grpc.StatusCode.INVALID_ARGUMENT),
+    StatusFor(NoAnswerYetError, grpc.StatusCode.FAILED_PRECONDITION),
+    StatusFor(NotTheOwnerError, grpc.StatusCode.PERMISSION_DENIED),
+    StatusFor(SignInRequiredError, grpc.StatusCode.UNAUTHENTICATED),
     StatusFor(UploadTooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     StatusFor(MeshBusyError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     *IMAGE_STATUSES,
@@ -78,3 +89,12 @@ class DispatcherService(dispatcher_pb2_grpc.DispatcherServiceServicer):
             with self._watch_slots.held(gateway_client(context)):
                 async for job in self._jobs.watch(request.job_id):
                     yield dispatcher_pb2.WatchJobResponse(job=job)
+
+    async def GiveFeedback(
+        self, request: dispatcher_pb2.GiveFeedbackRequest, context: Context
+    ) -> dispatcher_pb2.GiveFeedbackResponse:
+        async with status_on_error(context, STATUSES):
+            job = await self._jobs.give_feedback(
+                request.job_id, request.actual_label, current_caller()
+            )
+        return dispatcher_pb2.GiveFeedbackResponse(job=job)

@@ -35,13 +35,16 @@ from meshkit.broker_layout import (
     result_key,
     terminal_event_id,
 )
+from meshkit.contract_constants import LABELS
 from meshkit.decode_limit import DecodeLimit
+from meshkit.identity import Caller
 from meshkit.image_store import ImageStore
 from meshkit.job_events import (
     JobAlreadyStartedError,
     MalformedEventError,
     decode_event,
     event_kind,
+    last_feedback_event,
     last_job_event,
     publish_event,
 )
@@ -68,6 +71,23 @@ class JobNotFoundError(LookupError):
 
 class IdempotencyConflictError(ValueError):
     """The idempotency key was already used for a different image."""
+
+
+class NotTheOwnerError(PermissionError):
+    """Feedback on a job another subject submitted (the id lets anyone read a job; only its
+    owner may judge its answer)."""
+
+
+class SignInRequiredError(PermissionError):
+    """Anonymous feedback on a job a signed-in subject owns: signing in as them may help."""
+
+
+class NoAnswerYetError(RuntimeError):
+    """Feedback on a job that has no answer (still queued, or failed)."""
+
+
+class UnknownLabelError(ValueError):
+    """Feedback naming a label the classifier does not know."""
 
 
 class BrokerUnavailableError(RuntimeError):
@@ -256,12 +276,62 @@ class JobBook:
         return classification
 
     async def get(self, job_id: str) -> job_pb2.Job:
+        """The job as its last event says, with its current feedback when it has one."""
         _check_job_id(job_id)
         with broker_errors("get job"):
-            stored = await last_job_event(self._jetstream(), job_id)
-        if stored is None:
-            raise JobNotFoundError(f"no job with id {job_id!r}")
-        return job_from_event(stored.event)
+            js = self._jetstream()
+            stored = await last_job_event(js, job_id)
+            if stored is None:
+                raise JobNotFoundError(f"no job with id {job_id!r}")
+            job = job_from_event(stored.event)
+            if is_terminal_state(job.state):
+                feedback = await last_feedback_event(js, job_id)
+                if feedback is not None:
+                    job.feedback.CopyFrom(feedback.event.feedback.feedback)
+        return job
+
+    async def give_feedback(self, job_id: str, actual_label: str, caller: Caller) -> job_pb2.Job:
+        """Record the caller's verdict on the job's answer; a later one replaces it.
+
+        Who may: the job's owner; for a job submitted anonymously (no owner), whoever holds
+        its id, the capability GetJob already honours. `actual_label` "" means "right".
+        """
+        if actual_label and actual_label not in LABELS:
+            # The label is not echoed: it is whatever the caller sent.
+            raise UnknownLabelError(f"actual_label must be one of {', '.join(LABELS)} or empty")
+        _check_job_id(job_id)
+        with broker_errors("give feedback"):
+            js = self._jetstream()
+            stored = await last_job_event(js, job_id)
+            if stored is None:
+                raise JobNotFoundError(f"no job with id {job_id!r}")
+            answered = stored.event
+            check_may_judge(answered.owner, caller)
+            if event_kind(answered) != "succeeded":
+                raise NoAnswerYetError("the job has no answer to judge (yet)")
+            classification = answered.succeeded.classification
+            label = actual_label or classification.label
+            event = events_pb2.JobEvent(
+                event_id=f"{job_id}.feedback.{uuid.uuid4().hex}",
+                job_id=job_id,
+                image_sha256=answered.image_sha256,
+                submitted_at=answered.submitted_at,
+                filename=answered.filename,
+                owner=answered.owner,
+            )
+            now = datetime.now(UTC)
+            event.occurred_at.FromDatetime(now)
+            given = event.feedback
+            given.feedback.actual_label = label
+            given.feedback.right = label == classification.label
+            given.feedback.given_at.FromDatetime(now)
+            given.answered_label = classification.label
+            given.model_version = classification.model_version
+            await publish_event(js, event, ack_timeout_seconds=self._timeout)
+        logger.info("feedback on job %s recorded", job_id, extra={"job_id": job_id})
+        job = job_from_event(answered)
+        job.feedback.CopyFrom(given.feedback)
+        return job
 
     async def watch(self, job_id: str) -> AsyncIterator[job_pb2.Job]:
         """The current state, then every change, ending at a terminal state."""
@@ -324,6 +394,16 @@ async def _next_message(next_msg: Callable[..., Awaitable[Msg]]) -> Msg:
             return await next_msg(timeout=30.0)
         except nats.errors.TimeoutError:
             continue
+
+
+def check_may_judge(owner: str, caller: Caller) -> None:
+    """The rule GiveFeedback applies: an owned job is judged by its owner only (the status
+    says whether signing in may help); an anonymous job's id is the capability."""
+    if not owner or owner == caller.subject:
+        return
+    if caller.anonymous:
+        raise SignInRequiredError("this job belongs to a signed-in user: sign in as them")
+    raise NotTheOwnerError("only the job's submitter may give feedback on it")
 
 
 def _check_job_id(job_id: str) -> None:

@@ -15,12 +15,14 @@ from meshkit.errors import StatusFor, status_on_error
 from meshkit.identity import Role
 from meshkit.job_messages import classification_message
 from meshkit.job_states import JOB_STATE_OF_KIND
+from services.reporting.quality import ModelQuality
 from services.reporting.query import (
     Cursor,
     InvalidRequestError,
     encode_page_token,
     jobs_page,
     stats_window,
+    window_of,
 )
 from services.reporting.store import JobRow, JobStore, StoreUnavailableError
 from weather.v1 import job_pb2, reporting_pb2, reporting_pb2_grpc
@@ -68,6 +70,14 @@ class ReportingService(reporting_pb2_grpc.ReportingServiceServicer):
             )
         return response
 
+    async def GetQuality(
+        self, request: reporting_pb2.GetQualityRequest, context: Context
+    ) -> reporting_pb2.GetQualityResponse:
+        async with status_on_error(context, STATUSES):
+            window = window_of(request.window if request.HasField("window") else None)
+            models = await self._store.quality(window, request.model_version or None)
+        return reporting_pb2.GetQualityResponse(models=[quality_of(model) for model in models])
+
     async def ListJobs(
         self, request: reporting_pb2.ListJobsRequest, context: Context
     ) -> reporting_pb2.ListJobsResponse:
@@ -103,4 +113,44 @@ def job_of(row: JobRow) -> job_pb2.Job:
                 row.label, row.confidence or 0.0, row.scores or {}, row.model_version or ""
             )
         )
+    if row.feedback_label is not None:
+        job.feedback.actual_label = row.feedback_label
+        job.feedback.right = row.feedback_label == row.label
+        if row.feedback_given_at is not None:
+            job.feedback.given_at.FromDatetime(row.feedback_given_at)
     return job
+
+
+def quality_of(model: ModelQuality) -> reporting_pb2.ModelQuality:
+    return reporting_pb2.ModelQuality(
+        model_version=model.model_version,
+        answered_jobs=model.answered_jobs,
+        judged_jobs=model.judged_jobs,
+        accuracy=model.accuracy,
+        macro_f1=model.macro_f1,
+        confusion=[
+            reporting_pb2.ConfusionCell(answered_label=answered, actual_label=actual, count=count)
+            for answered, actual, count in model.confusion
+        ],
+        labels=[
+            reporting_pb2.LabelQuality(
+                label=label.label,
+                precision=label.precision,
+                recall=label.recall,
+                f1=label.f1,
+                support=label.support,
+            )
+            for label in model.labels
+        ],
+        calibration=[
+            reporting_pb2.CalibrationBin(
+                confidence_low=calibration_bin.low,
+                confidence_high=calibration_bin.high,
+                count=calibration_bin.count,
+                mean_confidence=calibration_bin.mean_confidence,
+                accuracy=calibration_bin.accuracy,
+            )
+            for calibration_bin in model.calibration
+        ],
+        expected_calibration_error=model.expected_calibration_error,
+    )

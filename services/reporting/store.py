@@ -26,7 +26,9 @@ from psycopg import AsyncConnection, sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from meshkit.job_events import event_kind
+from meshkit.job_events import any_event_kind
+from meshkit.job_states import FEEDBACK_KIND
+from services.reporting.quality import ModelQuality, answered_query, quality
 from services.reporting.query import JobFilter, JobsPage, Window
 from weather.v1 import events_pb2
 
@@ -66,13 +68,29 @@ ON CONFLICT (id) DO UPDATE SET
 WHERE jobs.state = 'queued' AND EXCLUDED.state <> 'queued'
 """
 
+# The latest feedback of a job wins: by stream sequence (the broker's order), then given_at,
+# then event id, so any delivery order ends in the same row (see 0003_job_feedback.sql).
+UPSERT_FEEDBACK = """
+INSERT INTO job_feedback (job_id, actual_label, given_at, event_id, stream_sequence)
+VALUES (%(job_id)s, %(actual_label)s, %(given_at)s, %(event_id)s, %(feedback_sequence)s)
+ON CONFLICT (job_id) DO UPDATE SET
+    actual_label = EXCLUDED.actual_label,
+    given_at = EXCLUDED.given_at,
+    event_id = EXCLUDED.event_id,
+    stream_sequence = EXCLUDED.stream_sequence
+WHERE (job_feedback.stream_sequence, job_feedback.given_at, job_feedback.event_id)
+    < (EXCLUDED.stream_sequence, EXCLUDED.given_at, EXCLUDED.event_id)
+"""
+
 # Every aggregate of one GetStats sees the same jobs, however many arrive meanwhile.
 SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 
 JOB_COLUMNS = sql.SQL(
     "id, image_sha256, filename, state, label, confidence, scores, model_version, "
-    "submitted_at, finished_at, error_message, owner"
+    "submitted_at, finished_at, error_message, owner, "
+    "job_feedback.actual_label, job_feedback.given_at"
 )
+JOBS_WITH_FEEDBACK = sql.SQL("jobs LEFT JOIN job_feedback ON job_feedback.job_id = jobs.id")
 
 
 PURGE_EVENTS = "DELETE FROM events WHERE job_id IN (SELECT id FROM jobs WHERE submitted_at < %s)"
@@ -104,6 +122,8 @@ class EventRecord:
     stream_sequence: int | None
     payload: bytes
     job: dict[str, Any]
+    feedback: dict[str, Any] | None = None
+    """For a feedback event: the `job_feedback` row it proposes."""
 
     def params(self) -> dict[str, Any]:
         return {
@@ -113,13 +133,14 @@ class EventRecord:
             "stream_sequence": self.stream_sequence,
             "payload": self.payload,
             **self.job,
+            **(self.feedback or {}),
         }
 
 
 def event_record(event: events_pb2.JobEvent, stream_sequence: int | None = None) -> EventRecord:
     """The rows one JobEvent implies. UnrecordableEventError when it cannot make a row."""
     try:
-        kind = event_kind(event)
+        kind = any_event_kind(event)
     except ValueError as error:
         raise UnrecordableEventError(str(error)) from error
     if not event.event_id or not event.job_id:
@@ -149,7 +170,22 @@ def event_record(event: events_pb2.JobEvent, stream_sequence: int | None = None)
         "failure_kind": None,
         "owner": event.owner,
     }
-    if kind != "queued":
+    feedback = None
+    if kind == FEEDBACK_KIND:
+        # Feedback changes no state: its job row is only a stand-in until the job's own
+        # events arrive (the upsert never lets a `queued` row overwrite anything).
+        given = event.feedback.feedback
+        if not given.actual_label:
+            raise UnrecordableEventError(f"feedback {event.event_id!r} names no label")
+        job["state"] = "queued"
+        feedback = {
+            "actual_label": given.actual_label,
+            "given_at": given.given_at.ToDatetime(tzinfo=UTC)
+            if given.HasField("given_at")
+            else occurred_at,
+            "feedback_sequence": stream_sequence or 0,
+        }
+    elif kind != "queued":
         job["finished_at"] = occurred_at
         job["latency_ms"] = max(0.0, (occurred_at - submitted_at).total_seconds() * 1000.0)
     if kind == "succeeded":
@@ -170,6 +206,7 @@ def event_record(event: events_pb2.JobEvent, stream_sequence: int | None = None)
         stream_sequence=stream_sequence,
         payload=event.SerializeToString(),
         job=job,
+        feedback=feedback,
     )
 
 
@@ -187,6 +224,8 @@ class JobRow:
     finished_at: datetime | None
     error_message: str | None
     owner: str = ""
+    feedback_label: str | None = None
+    feedback_given_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -235,6 +274,8 @@ class JobStore:
                         continue
                     new += 1
                     await connection.execute(UPSERT_JOB, params)
+                    if record.feedback is not None:
+                        await connection.execute(UPSERT_FEEDBACK, params)
         except (psycopg.errors.IntegrityError, psycopg.errors.DataError) as error:
             raise StoreRejectedError(f"PostgreSQL refused the events: {error}") from error
         except (*UNAVAILABLE_ERRORS, psycopg.Error) as error:
@@ -280,6 +321,28 @@ class JobStore:
             ):
                 await connection.execute(SNAPSHOT)
                 return await _stats(connection, where, params)
+        except UNAVAILABLE_ERRORS as error:
+            raise StoreUnavailableError(f"PostgreSQL unavailable: {error}") from error
+
+    async def quality(self, window: Window, model_version: str | None) -> list[ModelQuality]:
+        """Quality per model version over the answers submitted in `window`, one snapshot."""
+        try:
+            async with (
+                self._pool.connection(timeout=self._timeout) as connection,
+                connection.transaction(),
+            ):
+                await connection.execute(SNAPSHOT)
+                return await quality(connection, window, model_version)
+        except UNAVAILABLE_ERRORS as error:
+            raise StoreUnavailableError(f"PostgreSQL unavailable: {error}") from error
+
+    async def explain_quality(self, window: Window) -> str:
+        """The plan of the judged answers' scan, the part that grows with the jobs."""
+        answered, params = answered_query(window, None)
+        try:
+            async with self._pool.connection(timeout=self._timeout) as connection:
+                cursor = await connection.execute(sql.SQL("EXPLAIN ") + answered, params)
+                return "\n".join(str(row[0]) for row in await cursor.fetchall())
         except UNAVAILABLE_ERRORS as error:
             raise StoreUnavailableError(f"PostgreSQL unavailable: {error}") from error
 
@@ -333,8 +396,8 @@ def _list_query(page: JobsPage) -> tuple[sql.Composed, list[Any]]:
         params += [page.after.submitted_at, page.after.job_id]
     params.append(page.size + 1)
     query = sql.SQL(
-        "SELECT {columns} FROM jobs {where} ORDER BY submitted_at DESC, id DESC LIMIT %s"
-    ).format(columns=JOB_COLUMNS, where=_where(conditions))
+        "SELECT {columns} FROM {jobs} {where} ORDER BY submitted_at DESC, id DESC LIMIT %s"
+    ).format(columns=JOB_COLUMNS, jobs=JOBS_WITH_FEEDBACK, where=_where(conditions))
     return query, params
 
 

@@ -273,3 +273,52 @@ def test_the_token_is_kept_for_the_tab_only(page: Page, mesh: RunningMesh) -> No
     other_tab.goto(f"{mesh.gateway}/")
     expect(other_tab.get_by_label("Token")).to_be_visible()
     expect(other_tab.locator("#signed-in")).to_be_hidden()
+
+
+def test_feedback_on_an_answer_is_given_in_one_click_changed_and_seen_in_the_quality_stats(
+    page: Page, mesh: RunningMesh, photos: dict[str, Path], artifacts: Path
+) -> None:
+    _open(page, mesh)
+    page.get_by_label("Choose a photo").set_input_files(photos["rain"])
+    page.get_by_role("button", name="Classify").click()
+    label = page.get_by_test_id("job-label")
+    expect(label).to_have_text(
+        re.compile("^(cloudy|rain|shine|sunrise)$"), timeout=FIRST_CLASSIFICATION_SECONDS * 1000
+    )
+    answer = label.inner_text()
+    model = page.locator("#job-model").inner_text()
+
+    expect(page.get_by_role("group", name="Was this right?")).to_be_visible()
+    page.get_by_role("button", name="Yes, it was right").click()
+    status = page.get_by_test_id("feedback-status")
+    expect(status).to_have_text("Thanks: you said it was right.")
+    other = sorted(LABELS - {answer})[0]
+    page.get_by_label("No, it is").select_option(other)
+    expect(status).to_have_text(f"Thanks: you said it is {other}.")
+    page.screenshot(path=str(artifacts / "feedback.png"), full_page=True)
+
+    job_id = page.locator("#job-id").inner_text()
+    page.get_by_role("link", name="History").click()
+    feedback_cell = (
+        f"document.querySelector(\"#history-rows tr[data-job-id='{job_id}'] td:nth-child(6)\")"
+    )
+    _wait_for(
+        page,
+        f"{feedback_cell}?.textContent === 'wrong: {other}'",
+        "#history-refresh",
+        REPORTING_LAG_SECONDS,
+    )
+
+    page.get_by_role("link", name="Stats").click()
+    card = f'#stats-quality figure[data-model-version="{model}"]'
+    _wait_for(
+        page,
+        f"/[0-9]+ of [0-9]+ answers with feedback/.test("
+        f"document.querySelector('{card} .quality-figures')?.textContent ?? '')",
+        "#stats-refresh",
+        REPORTING_LAG_SECONDS,
+    )
+    expect(page.locator(f"{card} .quality-figures")).to_contain_text("accuracy")
+    chart = page.locator(f"{card} svg[role=img]")
+    expect(chart).to_have_attribute("aria-label", re.compile(f"F1 per label in % for {model}: "))
+    page.screenshot(path=str(artifacts / "quality.png"), full_page=True)

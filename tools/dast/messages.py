@@ -17,7 +17,15 @@ from google.protobuf.message import Message
 from tools.dast.checks import CaseResult
 from tools.dast.target import Target, judged
 from tools.proof.gateway import Transport
-from tools.proof.jobs import GET_JOB, GET_STATS, LIST_JOBS, SUBMIT, WATCH_JOB
+from tools.proof.jobs import (
+    GET_JOB,
+    GET_QUALITY,
+    GET_STATS,
+    GIVE_FEEDBACK,
+    LIST_JOBS,
+    SUBMIT,
+    WATCH_JOB,
+)
 from weather.v1 import dispatcher_pb2, reporting_pb2
 
 CATEGORY = "protobuf"
@@ -51,6 +59,16 @@ def generated() -> Iterator[tuple[str, str, Message]]:
     for name, value in HOSTILE_STRINGS.items():
         yield f"GetJob id {name}", GET_JOB, dispatcher_pb2.GetJobRequest(job_id=value)
         yield f"WatchJob id {name}", WATCH_JOB, dispatcher_pb2.WatchJobRequest(job_id=value)
+        yield (
+            f"GiveFeedback id {name}",
+            GIVE_FEEDBACK,
+            dispatcher_pb2.GiveFeedbackRequest(job_id=value),
+        )
+        yield (
+            f"GiveFeedback label {name}",
+            GIVE_FEEDBACK,
+            dispatcher_pb2.GiveFeedbackRequest(job_id="0" * 32, actual_label=value),
+        )
         yield f"ListJobs label {name}", LIST_JOBS, reporting_pb2.ListJobsRequest(label=value)
         yield f"ListJobs token {name}", LIST_JOBS, reporting_pb2.ListJobsRequest(page_token=value)
     yield "GetJob well-formed unknown id", GET_JOB, dispatcher_pb2.GetJobRequest(job_id="0" * 32)
@@ -75,6 +93,11 @@ def generated() -> Iterator[tuple[str, str, Message]]:
         "end before start": _window(2_000_000_000, 0, 1),
     }.items():
         yield f"GetStats window {name}", GET_STATS, reporting_pb2.GetStatsRequest(window=window)
+        yield (
+            f"GetQuality window {name}",
+            GET_QUALITY,
+            reporting_pb2.GetQualityRequest(window=window),
+        )
         yield f"ListJobs window {name}", LIST_JOBS, reporting_pb2.ListJobsRequest(window=window)
     yield "Submit empty image", SUBMIT, dispatcher_pb2.SubmitRequest()
     for name in ("nul", "long", "traversal", "bidi", "control"):
@@ -118,6 +141,8 @@ def valid_examples() -> dict[str, Message]:
         WATCH_JOB: dispatcher_pb2.WatchJobRequest(job_id="0123456789abcdef0123456789abcdef"),
         LIST_JOBS: reporting_pb2.ListJobsRequest(page_size=5, label="rain", window=window),
         GET_STATS: reporting_pb2.GetStatsRequest(window=window),
+        GET_QUALITY: reporting_pb2.GetQualityRequest(window=window, model_version="sha256:0"),
+        GIVE_FEEDBACK: dispatcher_pb2.GiveFeedbackRequest(job_id="0" * 32, actual_label="rain"),
         SUBMIT: dispatcher_pb2.SubmitRequest(image=b"\xff\xd8\xff\xe0junk", filename="a.jpg"),
     }
 

@@ -15,6 +15,8 @@ GET_JOB = method_path(DISPATCHER, "GetJob")
 WATCH_JOB = method_path(DISPATCHER, "WatchJob")
 LIST_JOBS = method_path(REPORTING, "ListJobs")
 GET_STATS = method_path(REPORTING, "GetStats")
+GIVE_FEEDBACK = method_path(DISPATCHER, "GiveFeedback")
+GET_QUALITY = method_path(REPORTING, "GetQuality")
 TERMINAL_STATES = frozenset({job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED})
 
 

@@ -10,7 +10,7 @@ import {
   show,
   uploadProblem,
 } from "./format.js";
-import { MAX_UPLOAD_BYTES, stateName } from "./contract.js";
+import { LABELS, MAX_UPLOAD_BYTES, stateName } from "./contract.js";
 
 const RETRY_DELAYS_MS = [500, 1000, 2000, 5000];
 
@@ -38,6 +38,19 @@ export function setupClassify(api: Api): void {
   const jobStatus = byId("job-status");
   const jobResult = byId("job-result");
   byId("upload-cap").textContent = formatBytes(MAX_UPLOAD_BYTES);
+  const feedbackRight = byId<HTMLButtonElement>("feedback-right");
+  const feedbackLabel = byId<HTMLSelectElement>("feedback-label");
+  const feedbackStatus = byId("feedback-status");
+  feedbackLabel.append(
+    ...LABELS.map((label) => {
+      const option = document.createElement("option");
+      option.value = label;
+      option.textContent = label;
+      return option;
+    }),
+  );
+  /** The job the answer on screen belongs to: the one feedback is about. */
+  let shownJobId = "";
 
   let chosen: File | null = null;
   // One key per chosen file: a retried Submit (after a dropped reply) returns the same job.
@@ -90,6 +103,25 @@ export function setupClassify(api: Api): void {
     event.preventDefault();
     const file = event.dataTransfer?.files[0];
     if (file) choose(file);
+  });
+
+  /** GiveFeedback: "" means the answer was right; a label says what the photo really shows. */
+  async function giveFeedback(actualLabel: string): Promise<void> {
+    if (!shownJobId) return;
+    feedbackRight.disabled = feedbackLabel.disabled = true;
+    feedbackStatus.textContent = "Sending…";
+    try {
+      const response = await api.dispatcher.giveFeedback({ jobId: shownJobId, actualLabel });
+      if (response.job) render(response.job);
+    } catch (error) {
+      feedbackStatus.textContent = describeError(error, "send your feedback");
+    } finally {
+      feedbackRight.disabled = feedbackLabel.disabled = false;
+    }
+  }
+  feedbackRight.addEventListener("click", () => void giveFeedback(""));
+  feedbackLabel.addEventListener("change", () => {
+    if (feedbackLabel.value) void giveFeedback(feedbackLabel.value);
   });
 
   form.addEventListener("submit", (event) => {
@@ -150,8 +182,23 @@ export function setupClassify(api: Api): void {
     }
   }
 
+  function renderFeedback(job: Job): void {
+    const feedback = job.feedback;
+    if (!feedback) {
+      feedbackStatus.textContent = "";
+      feedbackLabel.value = "";
+      return;
+    }
+    feedbackStatus.textContent = feedback.right
+      ? "Thanks: you said it was right."
+      : `Thanks: you said it is ${feedback.actualLabel}.`;
+    feedbackLabel.value = feedback.right ? "" : feedback.actualLabel;
+  }
+
   function render(job: Job): void {
     jobSection.hidden = false;
+    if (job.id !== shownJobId) feedbackStatus.textContent = "";
+    shownJobId = job.id;
     jobSection.dataset.state = stateName(job.state).toLowerCase();
     byId("job-id").textContent = job.id;
     if (job.state === JobState.SUCCEEDED && job.classification) {
@@ -185,6 +232,7 @@ export function setupClassify(api: Api): void {
           return item;
         }),
       );
+      renderFeedback(job);
       jobResult.hidden = false;
     } else if (job.state === JobState.FAILED) {
       jobResult.hidden = true;

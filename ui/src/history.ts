@@ -51,6 +51,7 @@ export function setupHistory(api: Api): { load: () => Promise<void> } {
               : stateName(job.state),
             job.classification?.label ?? "–",
             job.classification ? formatPercent(job.classification.confidence) : "–",
+            !job.feedback ? "–" : job.feedback.right ? "right" : `wrong: ${job.feedback.actualLabel}`,
           ];
           for (const text of cells) {
             const cell = document.createElement("td");

@@ -1,7 +1,7 @@
 import type { Api } from "./client.js";
 import { JobState } from "./gen/weather/v1/job_pb.js";
-import type { GetStatsResponse } from "./gen/weather/v1/reporting_pb.js";
-import { byId, describeError, hide, show } from "./format.js";
+import type { GetStatsResponse, ModelQuality } from "./gen/weather/v1/reporting_pb.js";
+import { byId, describeError, formatPercent, hide, show } from "./format.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const BAR_HEIGHT = 28;
@@ -42,6 +42,28 @@ export function barChart(counts: { label: string; count: number }[], title: stri
   return chart;
 }
 
+/** One model version's quality: its headline figures and per-label F1 as bars (in %). */
+function qualityCard(model: ModelQuality): HTMLElement {
+  const card = document.createElement("figure");
+  card.className = "chart quality";
+  card.dataset.modelVersion = model.modelVersion;
+  const caption = document.createElement("figcaption");
+  const code = document.createElement("code");
+  code.textContent = model.modelVersion || "unknown";
+  caption.append(code);
+  const figures = document.createElement("p");
+  figures.className = "quality-figures";
+  figures.textContent =
+    model.judgedJobs === 0n
+      ? `${model.answeredJobs} answers, none with feedback yet`
+      : `accuracy ${formatPercent(model.accuracy)} · macro-F1 ${formatPercent(model.macroF1)} · ` +
+        `ECE ${model.expectedCalibrationError.toFixed(3)} · ` +
+        `${model.judgedJobs} of ${model.answeredJobs} answers with feedback`;
+  const f1 = model.labels.map((label) => ({ label: label.label, count: Math.round(label.f1 * 100) }));
+  card.append(caption, figures, barChart(f1, `F1 per label in % for ${model.modelVersion}`));
+  return card;
+}
+
 function stateCount(stats: GetStatsResponse, state: JobState): string {
   const found = stats.stateCounts.find((entry) => entry.state === state);
   return String(found?.count ?? 0n);
@@ -74,6 +96,9 @@ export function setupStats(api: Api): { load: () => Promise<void> } {
           return item;
         }),
       );
+      const quality = await api.reporting.getQuality({});
+      byId("stats-quality").replaceChildren(...quality.models.map(qualityCard));
+      byId("stats-quality-empty").hidden = quality.models.length > 0;
     } catch (failure) {
       show(error, describeError(failure, "load the stats"));
     }

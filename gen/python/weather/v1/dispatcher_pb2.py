@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from weather.v1 import job_pb2 as weather_dot_v1_dot_job__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bweather/v1/dispatcher.proto\x12\nweather.v1\x1a\x14weather/v1/job.proto\"I\n\rSubmitRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\".\n\x0eSubmitResponse\x12\x1c\n\x03job\x18\x01 \x01(\x0b\x32\x0f.weather.v1.Job\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\".\n\x0eGetJobResponse\x12\x1c\n\x03job\x18\x01 \x01(\x0b\x32\x0f.weather.v1.Job\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"0\n\x10WatchJobResponse\x12\x1c\n\x03job\x18\x01 \x01(\x0b\x32\x0f.weather.v1.Job2\xde\x01\n\x11\x44ispatcherService\x12?\n\x06Submit\x12\x19.weather.v1.SubmitRequest\x1a\x1a.weather.v1.SubmitResponse\x12?\n\x06GetJob\x12\x19.weather.v1.GetJobRequest\x1a\x1a.weather.v1.GetJobResponse\x12G\n\x08WatchJob\x12\x1b.weather.v1.WatchJobRequest\x1a\x1c.weather.v1.WatchJobResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bweather/v1/dispatcher.proto\x12\nweather.v1\x1a\x14weather/v1/job.proto\"I\n\rSubmitRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\".\n\x0eSubmitResponse\x12\x1c\n\x03job\x18\x01 \x01(\x0b\x32\x0f.weather.v1.Job\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\".\n\x0eGetJobResponse\x12\x1c\n\x03job\x18\x01 \x01(\x0b\x32\x0f.weather.v1.Job\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"0\n\x10WatchJobResponse\x12\x1c\n\x03job\x18\x01 \x01(\x0b\x32\x0f.weather.v1.Job\";\n\x13GiveFeedbackRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61\x63tual_label\x18\x02 \x01(\t\"4\n\x14GiveFeedbackResponse\x12\x1c\n\x03job\x18\x01 \x01(\x0b\x32\x0f.weather.v1.Job2\xb1\x02\n\x11\x44ispatcherService\x12?\n\x06Submit\x12\x19.weather.v1.SubmitRequest\x1a\x1a.weather.v1.SubmitResponse\x12?\n\x06GetJob\x12\x19.weather.v1.GetJobRequest\x1a\x1a.weather.v1.GetJobResponse\x12G\n\x08WatchJob\x12\x1b.weather.v1.WatchJobRequest\x1a\x1c.weather.v1.WatchJobResponse0\x01\x12Q\n\x0cGiveFeedback\x12\x1f.weather.v1.GiveFeedbackRequest\x1a .weather.v1.GiveFeedbackResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,6 +44,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WATCHJOBREQUEST']._serialized_end=302
   _globals['_WATCHJOBRESPONSE']._serialized_start=304
   _globals['_WATCHJOBRESPONSE']._serialized_end=352
-  _globals['_DISPATCHERSERVICE']._serialized_start=355
-  _globals['_DISPATCHERSERVICE']._serialized_end=577
+  _globals['_GIVEFEEDBACKREQUEST']._serialized_start=354
+  _globals['_GIVEFEEDBACKREQUEST']._serialized_end=413
+  _globals['_GIVEFEEDBACKRESPONSE']._serialized_start=415
+  _globals['_GIVEFEEDBACKRESPONSE']._serialized_end=467
+  _globals['_DISPATCHERSERVICE']._serialized_start=470
+  _globals['_DISPATCHERSERVICE']._serialized_end=775
 # @@protoc_insertion_point(module_scope)

@@ -51,6 +51,11 @@ class DispatcherServiceStub:
                 request_serializer=weather_dot_v1_dot_dispatcher__pb2.WatchJobRequest.SerializeToString,
                 response_deserializer=weather_dot_v1_dot_dispatcher__pb2.WatchJobResponse.FromString,
                 _registered_method=True)
+        self.GiveFeedback = channel.unary_unary(
+                '/weather.v1.DispatcherService/GiveFeedback',
+                request_serializer=weather_dot_v1_dot_dispatcher__pb2.GiveFeedbackRequest.SerializeToString,
+                response_deserializer=weather_dot_v1_dot_dispatcher__pb2.GiveFeedbackResponse.FromString,
+                _registered_method=True)
 
 
 class DispatcherServiceServicer:
@@ -83,6 +88,17 @@ class DispatcherServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GiveFeedback(self, request, context):
+        """Says whether the job's answer was right: one answer per job, given again to change it
+        (the latest wins). Only the job's owner may answer for an owned job; an anonymous demo
+        job's id is its capability. NOT_FOUND: unknown id; FAILED_PRECONDITION: the job has no
+        answer (yet); INVALID_ARGUMENT: not a known label; PERMISSION_DENIED: another
+        subject's job; UNAUTHENTICATED: an owned job and no token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DispatcherServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -100,6 +116,11 @@ def add_DispatcherServiceServicer_to_server(servicer, server):
                     servicer.WatchJob,
                     request_deserializer=weather_dot_v1_dot_dispatcher__pb2.WatchJobRequest.FromString,
                     response_serializer=weather_dot_v1_dot_dispatcher__pb2.WatchJobResponse.SerializeToString,
+            ),
+            'GiveFeedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.GiveFeedback,
+                    request_deserializer=weather_dot_v1_dot_dispatcher__pb2.GiveFeedbackRequest.FromString,
+                    response_serializer=weather_dot_v1_dot_dispatcher__pb2.GiveFeedbackResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -185,6 +206,33 @@ class DispatcherService:
             '/weather.v1.DispatcherService/WatchJob',
             weather_dot_v1_dot_dispatcher__pb2.WatchJobRequest.SerializeToString,
             weather_dot_v1_dot_dispatcher__pb2.WatchJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GiveFeedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/weather.v1.DispatcherService/GiveFeedback',
+            weather_dot_v1_dot_dispatcher__pb2.GiveFeedbackRequest.SerializeToString,
+            weather_dot_v1_dot_dispatcher__pb2.GiveFeedbackResponse.FromString,
             options,
             channel_credentials,
             insecure,

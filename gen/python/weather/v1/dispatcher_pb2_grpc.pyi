@@ -47,6 +47,13 @@ class DispatcherServiceStub:
     """The job's current state, then one message per change; ends at a terminal state.
     NOT_FOUND for an unknown id.
     """
+    GiveFeedback: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.GiveFeedbackRequest, _dispatcher_pb2.GiveFeedbackResponse]
+    """Says whether the job's answer was right: one answer per job, given again to change it
+    (the latest wins). Only the job's owner may answer for an owned job; an anonymous demo
+    job's id is its capability. NOT_FOUND: unknown id; FAILED_PRECONDITION: the job has no
+    answer (yet); INVALID_ARGUMENT: not a known label; PERMISSION_DENIED: another
+    subject's job; UNAUTHENTICATED: an owned job and no token.
+    """
 
 @_typing.type_check_only
 class DispatcherServiceAsyncStub(DispatcherServiceStub):
@@ -66,6 +73,13 @@ class DispatcherServiceAsyncStub(DispatcherServiceStub):
     WatchJob: _aio.UnaryStreamMultiCallable[_dispatcher_pb2.WatchJobRequest, _dispatcher_pb2.WatchJobResponse]  # type: ignore[assignment]
     """The job's current state, then one message per change; ends at a terminal state.
     NOT_FOUND for an unknown id.
+    """
+    GiveFeedback: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.GiveFeedbackRequest, _dispatcher_pb2.GiveFeedbackResponse]  # type: ignore[assignment]
+    """Says whether the job's answer was right: one answer per job, given again to change it
+    (the latest wins). Only the job's owner may answer for an owned job; an anonymous demo
+    job's id is its capability. NOT_FOUND: unknown id; FAILED_PRECONDITION: the job has no
+    answer (yet); INVALID_ARGUMENT: not a known label; PERMISSION_DENIED: another
+    subject's job; UNAUTHENTICATED: an owned job and no token.
     """
 
 class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -101,6 +115,19 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_dispatcher_pb2.WatchJobResponse], _abc.AsyncIterator[_dispatcher_pb2.WatchJobResponse]]:
         """The job's current state, then one message per change; ends at a terminal state.
         NOT_FOUND for an unknown id.
+        """
+
+    @_abc_1.abstractmethod
+    def GiveFeedback(
+        self,
+        request: _dispatcher_pb2.GiveFeedbackRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dispatcher_pb2.GiveFeedbackResponse, _abc.Awaitable[_dispatcher_pb2.GiveFeedbackResponse]]:
+        """Says whether the job's answer was right: one answer per job, given again to change it
+        (the latest wins). Only the job's owner may answer for an owned job; an anonymous demo
+        job's id is its capability. NOT_FOUND: unknown id; FAILED_PRECONDITION: the job has no
+        answer (yet); INVALID_ARGUMENT: not a known label; PERMISSION_DENIED: another
+        subject's job; UNAUTHENTICATED: an owned job and no token.
         """
 
 def add_DispatcherServiceServicer_to_server(servicer: DispatcherServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

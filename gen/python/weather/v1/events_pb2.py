@@ -26,15 +26,15 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from weather.v1 import job_pb2 as weather_dot_v1_dot_job__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17weather/v1/events.proto\x12\nweather.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14weather/v1/job.proto\"Y\n\x0eImageReference\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\t\x12\x13\n\x0bobject_name\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\"H\n\tJobQueued\x12)\n\x05image\x18\x01 \x01(\x0b\x32\x1a.weather.v1.ImageReference\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\"o\n\x15\x43lassificationTimings\x12\x15\n\rqueue_wait_ms\x18\x01 \x01(\x01\x12\x15\n\rpreprocess_ms\x18\x02 \x01(\x01\x12\x14\n\x0cinference_ms\x18\x03 \x01(\x01\x12\x12\n\nbatch_size\x18\x04 \x01(\x05\"\x8a\x01\n\x0cJobSucceeded\x12\x32\n\x0e\x63lassification\x18\x01 \x01(\x0b\x32\x1a.weather.v1.Classification\x12\x32\n\x07timings\x18\x02 \x01(\x0b\x32!.weather.v1.ClassificationTimings\x12\x12\n\nfrom_cache\x18\x03 \x01(\x08\"B\n\tJobFailed\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12%\n\x04kind\x18\x02 \x01(\x0e\x32\x17.weather.v1.FailureKind\"\xcf\x02\n\x08JobEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x14\n\x0cimage_sha256\x18\x03 \x01(\t\x12\x30\n\x0csubmitted_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0boccurred_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x66ilename\x18\x06 \x01(\t\x12\r\n\x05owner\x18\x07 \x01(\t\x12\'\n\x06queued\x18\n \x01(\x0b\x32\x15.weather.v1.JobQueuedH\x00\x12-\n\tsucceeded\x18\x0b \x01(\x0b\x32\x18.weather.v1.JobSucceededH\x00\x12\'\n\x06\x66\x61iled\x18\x0c \x01(\x0b\x32\x15.weather.v1.JobFailedH\x00\x42\x06\n\x04kind*\xb0\x01\n\x0b\x46\x61ilureKind\x12\x1c\n\x18\x46\x41ILURE_KIND_UNSPECIFIED\x10\x00\x12!\n\x1d\x46\x41ILURE_KIND_UNREADABLE_IMAGE\x10\x01\x12\x1e\n\x1a\x46\x41ILURE_KIND_IMAGE_MISSING\x10\x02\x12%\n!FAILURE_KIND_DELIVERIES_EXHAUSTED\x10\x03\x12\x19\n\x15\x46\x41ILURE_KIND_INTERNAL\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17weather/v1/events.proto\x12\nweather.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14weather/v1/job.proto\"Y\n\x0eImageReference\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\t\x12\x13\n\x0bobject_name\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\"H\n\tJobQueued\x12)\n\x05image\x18\x01 \x01(\x0b\x32\x1a.weather.v1.ImageReference\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\"o\n\x15\x43lassificationTimings\x12\x15\n\rqueue_wait_ms\x18\x01 \x01(\x01\x12\x15\n\rpreprocess_ms\x18\x02 \x01(\x01\x12\x14\n\x0cinference_ms\x18\x03 \x01(\x01\x12\x12\n\nbatch_size\x18\x04 \x01(\x05\"\x8a\x01\n\x0cJobSucceeded\x12\x32\n\x0e\x63lassification\x18\x01 \x01(\x0b\x32\x1a.weather.v1.Classification\x12\x32\n\x07timings\x18\x02 \x01(\x0b\x32!.weather.v1.ClassificationTimings\x12\x12\n\nfrom_cache\x18\x03 \x01(\x08\"B\n\tJobFailed\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12%\n\x04kind\x18\x02 \x01(\x0e\x32\x17.weather.v1.FailureKind\"l\n\x10JobFeedbackGiven\x12)\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\x01 \x01(\x0b\x32\x17.weather.v1.JobFeedback\x12\x16\n\x0e\x61nswered_label\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\"\x81\x03\n\x08JobEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x14\n\x0cimage_sha256\x18\x03 \x01(\t\x12\x30\n\x0csubmitted_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0boccurred_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x66ilename\x18\x06 \x01(\t\x12\r\n\x05owner\x18\x07 \x01(\t\x12\'\n\x06queued\x18\n \x01(\x0b\x32\x15.weather.v1.JobQueuedH\x00\x12-\n\tsucceeded\x18\x0b \x01(\x0b\x32\x18.weather.v1.JobSucceededH\x00\x12\'\n\x06\x66\x61iled\x18\x0c \x01(\x0b\x32\x15.weather.v1.JobFailedH\x00\x12\x30\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\r \x01(\x0b\x32\x1c.weather.v1.JobFeedbackGivenH\x00\x42\x06\n\x04kind*\xb0\x01\n\x0b\x46\x61ilureKind\x12\x1c\n\x18\x46\x41ILURE_KIND_UNSPECIFIED\x10\x00\x12!\n\x1d\x46\x41ILURE_KIND_UNREADABLE_IMAGE\x10\x01\x12\x1e\n\x1a\x46\x41ILURE_KIND_IMAGE_MISSING\x10\x02\x12%\n!FAILURE_KIND_DELIVERIES_EXHAUSTED\x10\x03\x12\x19\n\x15\x46\x41ILURE_KIND_INTERNAL\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'weather.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FAILUREKIND']._serialized_start=920
-  _globals['_FAILUREKIND']._serialized_end=1096
+  _globals['_FAILUREKIND']._serialized_start=1080
+  _globals['_FAILUREKIND']._serialized_end=1256
   _globals['_IMAGEREFERENCE']._serialized_start=94
   _globals['_IMAGEREFERENCE']._serialized_end=183
   _globals['_JOBQUEUED']._serialized_start=185
@@ -45,6 +45,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOBSUCCEEDED']._serialized_end=511
   _globals['_JOBFAILED']._serialized_start=513
   _globals['_JOBFAILED']._serialized_end=579
-  _globals['_JOBEVENT']._serialized_start=582
-  _globals['_JOBEVENT']._serialized_end=917
+  _globals['_JOBFEEDBACKGIVEN']._serialized_start=581
+  _globals['_JOBFEEDBACKGIVEN']._serialized_end=689
+  _globals['_JOBEVENT']._serialized_start=692
+  _globals['_JOBEVENT']._serialized_end=1077
 # @@protoc_insertion_point(module_scope)

@@ -201,6 +201,39 @@ class JobFailed(_message.Message):
 Global___JobFailed: _TypeAlias = JobFailed  # noqa: Y015
 
 @_typing.final
+class JobFeedbackGiven(_message.Message):
+    """The submitter said whether the answer was right. Published on
+    `weather.job.<job_id>.feedback.given` (five tokens, so the job's state, the last event on
+    `weather.job.<job_id>.*`, is not changed by it); the latest one of a job replaces the
+    others: by stream sequence, which is the order the broker accepted them in.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FEEDBACK_FIELD_NUMBER: _builtins.int
+    ANSWERED_LABEL_FIELD_NUMBER: _builtins.int
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    answered_label: _builtins.str
+    """The answer the feedback is about (its label and model version), as the job had it."""
+    model_version: _builtins.str
+    @_builtins.property
+    def feedback(self) -> _job_pb2.JobFeedback: ...
+    def __init__(
+        self,
+        *,
+        feedback: _job_pb2.JobFeedback | None = ...,
+        answered_label: _builtins.str = ...,
+        model_version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["feedback", b"feedback"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answered_label", b"answered_label", "feedback", b"feedback", "model_version", b"model_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JobFeedbackGiven: _TypeAlias = JobFeedbackGiven  # noqa: Y015
+
+@_typing.final
 class JobEvent(_message.Message):
     """One fact about one job, published on the broker subject `weather.job.<job_id>.<kind>`.
     Every event carries the job's identity, so a consumer that sees events out of order
@@ -219,6 +252,7 @@ class JobEvent(_message.Message):
     QUEUED_FIELD_NUMBER: _builtins.int
     SUCCEEDED_FIELD_NUMBER: _builtins.int
     FAILED_FIELD_NUMBER: _builtins.int
+    FEEDBACK_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Unique per event; also the JetStream `Nats-Msg-Id`, so a republish is deduplicated."""
     job_id: _builtins.str
@@ -243,6 +277,8 @@ class JobEvent(_message.Message):
     def succeeded(self) -> Global___JobSucceeded: ...
     @_builtins.property
     def failed(self) -> Global___JobFailed: ...
+    @_builtins.property
+    def feedback(self) -> Global___JobFeedbackGiven: ...
     def __init__(
         self,
         *,
@@ -256,12 +292,13 @@ class JobEvent(_message.Message):
         queued: Global___JobQueued | None = ...,
         succeeded: Global___JobSucceeded | None = ...,
         failed: Global___JobFailed | None = ...,
+        feedback: Global___JobFeedbackGiven | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["failed", b"failed", "kind", b"kind", "occurred_at", b"occurred_at", "queued", b"queued", "submitted_at", b"submitted_at", "succeeded", b"succeeded"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["failed", b"failed", "feedback", b"feedback", "kind", b"kind", "occurred_at", b"occurred_at", "queued", b"queued", "submitted_at", b"submitted_at", "succeeded", b"succeeded"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "failed", b"failed", "filename", b"filename", "image_sha256", b"image_sha256", "job_id", b"job_id", "kind", b"kind", "occurred_at", b"occurred_at", "owner", b"owner", "queued", b"queued", "submitted_at", b"submitted_at", "succeeded", b"succeeded"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "failed", b"failed", "feedback", b"feedback", "filename", b"filename", "image_sha256", b"image_sha256", "job_id", b"job_id", "kind", b"kind", "occurred_at", b"occurred_at", "owner", b"owner", "queued", b"queued", "submitted_at", b"submitted_at", "succeeded", b"succeeded"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["queued", "succeeded", "failed"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["queued", "succeeded", "failed", "feedback"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 

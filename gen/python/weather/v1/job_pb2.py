@@ -25,21 +25,23 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14weather/v1/job.proto\x12\nweather.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"*\n\nLabelScore\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"r\n\x0e\x43lassification\x12\r\n\x05label\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x02\x12&\n\x06scores\x18\x03 \x03(\x0b\x32\x16.weather.v1.LabelScore\x12\x15\n\rmodel_version\x18\x04 \x01(\t\"\x9b\x02\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12#\n\x05state\x18\x02 \x01(\x0e\x32\x14.weather.v1.JobState\x12\x14\n\x0cimage_sha256\x18\x03 \x01(\t\x12\x32\n\x0e\x63lassification\x18\x04 \x01(\x0b\x32\x1a.weather.v1.Classification\x12\x15\n\rerror_message\x18\x05 \x01(\t\x12\x30\n\x0csubmitted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x66ilename\x18\x08 \x01(\t\x12\r\n\x05owner\x18\t \x01(\t*j\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x02\x12\x14\n\x10JOB_STATE_FAILED\x10\x03*d\n\x05Label\x12\x15\n\x11LABEL_UNSPECIFIED\x10\x00\x12\x10\n\x0cLABEL_CLOUDY\x10\x01\x12\x0e\n\nLABEL_RAIN\x10\x02\x12\x0f\n\x0bLABEL_SHINE\x10\x03\x12\x11\n\rLABEL_SUNRISE\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14weather/v1/job.proto\x12\nweather.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"*\n\nLabelScore\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"r\n\x0e\x43lassification\x12\r\n\x05label\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x02\x12&\n\x06scores\x18\x03 \x03(\x0b\x32\x16.weather.v1.LabelScore\x12\x15\n\rmodel_version\x18\x04 \x01(\t\"\xc6\x02\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12#\n\x05state\x18\x02 \x01(\x0e\x32\x14.weather.v1.JobState\x12\x14\n\x0cimage_sha256\x18\x03 \x01(\t\x12\x32\n\x0e\x63lassification\x18\x04 \x01(\x0b\x32\x1a.weather.v1.Classification\x12\x15\n\rerror_message\x18\x05 \x01(\t\x12\x30\n\x0csubmitted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x66ilename\x18\x08 \x01(\t\x12\r\n\x05owner\x18\t \x01(\t\x12)\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\n \x01(\x0b\x32\x17.weather.v1.JobFeedback\"`\n\x0bJobFeedback\x12\x14\n\x0c\x61\x63tual_label\x18\x01 \x01(\t\x12\r\n\x05right\x18\x02 \x01(\x08\x12,\n\x08given_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*j\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x02\x12\x14\n\x10JOB_STATE_FAILED\x10\x03*d\n\x05Label\x12\x15\n\x11LABEL_UNSPECIFIED\x10\x00\x12\x10\n\x0cLABEL_CLOUDY\x10\x01\x12\x0e\n\nLABEL_RAIN\x10\x02\x12\x0f\n\x0bLABEL_SHINE\x10\x03\x12\x11\n\rLABEL_SUNRISE\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'weather.v1.job_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_JOBSTATE']._serialized_start=515
-  _globals['_JOBSTATE']._serialized_end=621
-  _globals['_LABEL']._serialized_start=623
-  _globals['_LABEL']._serialized_end=723
+  _globals['_JOBSTATE']._serialized_start=656
+  _globals['_JOBSTATE']._serialized_end=762
+  _globals['_LABEL']._serialized_start=764
+  _globals['_LABEL']._serialized_end=864
   _globals['_LABELSCORE']._serialized_start=69
   _globals['_LABELSCORE']._serialized_end=111
   _globals['_CLASSIFICATION']._serialized_start=113
   _globals['_CLASSIFICATION']._serialized_end=227
   _globals['_JOB']._serialized_start=230
-  _globals['_JOB']._serialized_end=513
+  _globals['_JOB']._serialized_end=556
+  _globals['_JOBFEEDBACK']._serialized_start=558
+  _globals['_JOBFEEDBACK']._serialized_end=654
 # @@protoc_insertion_point(module_scope)

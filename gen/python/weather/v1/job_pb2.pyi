@@ -149,6 +149,7 @@ class Job(_message.Message):
     FINISHED_AT_FIELD_NUMBER: _builtins.int
     FILENAME_FIELD_NUMBER: _builtins.int
     OWNER_FIELD_NUMBER: _builtins.int
+    FEEDBACK_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Opaque, unique job id chosen by the dispatcher."""
     state: Global___JobState.ValueType
@@ -170,6 +171,10 @@ class Job(_message.Message):
     def finished_at(self) -> _timestamp_pb2.Timestamp:
         """Set when the job reached a terminal state."""
 
+    @_builtins.property
+    def feedback(self) -> Global___JobFeedback:
+        """The submitter's latest feedback on the answer; unset when none was given."""
+
     def __init__(
         self,
         *,
@@ -182,11 +187,44 @@ class Job(_message.Message):
         finished_at: _timestamp_pb2.Timestamp | None = ...,
         filename: _builtins.str = ...,
         owner: _builtins.str = ...,
+        feedback: Global___JobFeedback | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["classification", b"classification", "finished_at", b"finished_at", "submitted_at", b"submitted_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["classification", b"classification", "feedback", b"feedback", "finished_at", b"finished_at", "submitted_at", b"submitted_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["classification", b"classification", "error_message", b"error_message", "filename", b"filename", "finished_at", b"finished_at", "id", b"id", "image_sha256", b"image_sha256", "owner", b"owner", "state", b"state", "submitted_at", b"submitted_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["classification", b"classification", "error_message", b"error_message", "feedback", b"feedback", "filename", b"filename", "finished_at", b"finished_at", "id", b"id", "image_sha256", b"image_sha256", "owner", b"owner", "state", b"state", "submitted_at", b"submitted_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Job: _TypeAlias = Job  # noqa: Y015
+
+@_typing.final
+class JobFeedback(_message.Message):
+    """The submitter's verdict on a job's answer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTUAL_LABEL_FIELD_NUMBER: _builtins.int
+    RIGHT_FIELD_NUMBER: _builtins.int
+    GIVEN_AT_FIELD_NUMBER: _builtins.int
+    actual_label: _builtins.str
+    """The label the photo really shows, in the submitter's view (a `Label` name)."""
+    right: _builtins.bool
+    """True when `actual_label` is the answer's label: the answer was right."""
+    @_builtins.property
+    def given_at(self) -> _timestamp_pb2.Timestamp:
+        """When the feedback was given."""
+
+    def __init__(
+        self,
+        *,
+        actual_label: _builtins.str = ...,
+        right: _builtins.bool = ...,
+        given_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["given_at", b"given_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actual_label", b"actual_label", "given_at", b"given_at", "right", b"right"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JobFeedback: _TypeAlias = JobFeedback  # noqa: Y015

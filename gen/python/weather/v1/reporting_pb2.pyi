@@ -290,3 +290,208 @@ class ListJobsPageToken(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListJobsPageToken: _TypeAlias = ListJobsPageToken  # noqa: Y015
+
+@_typing.final
+class GetQualityRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WINDOW_FIELD_NUMBER: _builtins.int
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    model_version: _builtins.str
+    """Optional; every model version when empty."""
+    @_builtins.property
+    def window(self) -> Global___TimeWindow:
+        """Optional; all jobs when unset. On the jobs' submission time, as in GetStats."""
+
+    def __init__(
+        self,
+        *,
+        window: Global___TimeWindow | None = ...,
+        model_version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["window", b"window"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_version", b"model_version", "window", b"window"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetQualityRequest: _TypeAlias = GetQualityRequest  # noqa: Y015
+
+@_typing.final
+class ConfusionCell(_message.Message):
+    """How often the model answered `answered_label` when the photo showed `actual_label`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ANSWERED_LABEL_FIELD_NUMBER: _builtins.int
+    ACTUAL_LABEL_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    answered_label: _builtins.str
+    actual_label: _builtins.str
+    count: _builtins.int
+    def __init__(
+        self,
+        *,
+        answered_label: _builtins.str = ...,
+        actual_label: _builtins.str = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actual_label", b"actual_label", "answered_label", b"answered_label", "count", b"count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfusionCell: _TypeAlias = ConfusionCell  # noqa: Y015
+
+@_typing.final
+class LabelQuality(_message.Message):
+    """One label's figures over the judged answers (0 where a ratio has no denominator)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LABEL_FIELD_NUMBER: _builtins.int
+    PRECISION_FIELD_NUMBER: _builtins.int
+    RECALL_FIELD_NUMBER: _builtins.int
+    F1_FIELD_NUMBER: _builtins.int
+    SUPPORT_FIELD_NUMBER: _builtins.int
+    label: _builtins.str
+    precision: _builtins.float
+    """Of the answers `label`, the share that was right."""
+    recall: _builtins.float
+    """Of the photos that show `label`, the share answered `label`."""
+    f1: _builtins.float
+    support: _builtins.int
+    """How many judged photos show `label`."""
+    def __init__(
+        self,
+        *,
+        label: _builtins.str = ...,
+        precision: _builtins.float = ...,
+        recall: _builtins.float = ...,
+        f1: _builtins.float = ...,
+        support: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["f1", b"f1", "label", b"label", "precision", b"precision", "recall", b"recall", "support", b"support"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LabelQuality: _TypeAlias = LabelQuality  # noqa: Y015
+
+@_typing.final
+class CalibrationBin(_message.Message):
+    """Judged answers whose confidence fell in [confidence_low, confidence_high) (the last bin
+    includes 1.0): how confident the model was on average, and how often it was right.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIDENCE_LOW_FIELD_NUMBER: _builtins.int
+    CONFIDENCE_HIGH_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    MEAN_CONFIDENCE_FIELD_NUMBER: _builtins.int
+    ACCURACY_FIELD_NUMBER: _builtins.int
+    confidence_low: _builtins.float
+    confidence_high: _builtins.float
+    count: _builtins.int
+    mean_confidence: _builtins.float
+    accuracy: _builtins.float
+    def __init__(
+        self,
+        *,
+        confidence_low: _builtins.float = ...,
+        confidence_high: _builtins.float = ...,
+        count: _builtins.int = ...,
+        mean_confidence: _builtins.float = ...,
+        accuracy: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accuracy", b"accuracy", "confidence_high", b"confidence_high", "confidence_low", b"confidence_low", "count", b"count", "mean_confidence", b"mean_confidence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CalibrationBin: _TypeAlias = CalibrationBin  # noqa: Y015
+
+@_typing.final
+class ModelQuality(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    ANSWERED_JOBS_FIELD_NUMBER: _builtins.int
+    JUDGED_JOBS_FIELD_NUMBER: _builtins.int
+    ACCURACY_FIELD_NUMBER: _builtins.int
+    MACRO_F1_FIELD_NUMBER: _builtins.int
+    CONFUSION_FIELD_NUMBER: _builtins.int
+    LABELS_FIELD_NUMBER: _builtins.int
+    CALIBRATION_FIELD_NUMBER: _builtins.int
+    EXPECTED_CALIBRATION_ERROR_FIELD_NUMBER: _builtins.int
+    model_version: _builtins.str
+    answered_jobs: _builtins.int
+    """Jobs this version answered in the window."""
+    judged_jobs: _builtins.int
+    """Of those, how many have feedback: every figure below is over these."""
+    accuracy: _builtins.float
+    """Share of judged answers that were right."""
+    macro_f1: _builtins.float
+    """Mean of the per-label F1 over the labels that occur (answered or actual)."""
+    expected_calibration_error: _builtins.float
+    """Expected calibration error: the count-weighted mean of |accuracy - mean_confidence|
+    over the bins.
+    """
+    @_builtins.property
+    def confusion(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConfusionCell]:
+        """Every non-empty cell, by answered then actual label."""
+
+    @_builtins.property
+    def labels(self) -> _containers.RepeatedCompositeFieldContainer[Global___LabelQuality]:
+        """Every label that occurs, in name order."""
+
+    @_builtins.property
+    def calibration(self) -> _containers.RepeatedCompositeFieldContainer[Global___CalibrationBin]:
+        """The non-empty bins of ten equal-width confidence bins, lowest first."""
+
+    def __init__(
+        self,
+        *,
+        model_version: _builtins.str = ...,
+        answered_jobs: _builtins.int = ...,
+        judged_jobs: _builtins.int = ...,
+        accuracy: _builtins.float = ...,
+        macro_f1: _builtins.float = ...,
+        confusion: _abc.Iterable[Global___ConfusionCell] | None = ...,
+        labels: _abc.Iterable[Global___LabelQuality] | None = ...,
+        calibration: _abc.Iterable[Global___CalibrationBin] | None = ...,
+        expected_calibration_error: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accuracy", b"accuracy", "answered_jobs", b"answered_jobs", "calibration", b"calibration", "confusion", b"confusion", "expected_calibration_error", b"expected_calibration_error", "judged_jobs", b"judged_jobs", "labels", b"labels", "macro_f1", b"macro_f1", "model_version", b"model_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelQuality: _TypeAlias = ModelQuality  # noqa: Y015
+
+@_typing.final
+class GetQualityResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODELS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def models(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelQuality]:
+        """One entry per model version with answers in the window, most answers first."""
+
+    def __init__(
+        self,
+        *,
+        models: _abc.Iterable[Global___ModelQuality] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["models", b"models"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetQualityResponse: _TypeAlias = GetQualityResponse  # noqa: Y015

@@ -45,6 +45,11 @@ class ReportingServiceStub:
                 request_serializer=weather_dot_v1_dot_reporting__pb2.ListJobsRequest.SerializeToString,
                 response_deserializer=weather_dot_v1_dot_reporting__pb2.ListJobsResponse.FromString,
                 _registered_method=True)
+        self.GetQuality = channel.unary_unary(
+                '/weather.v1.ReportingService/GetQuality',
+                request_serializer=weather_dot_v1_dot_reporting__pb2.GetQualityRequest.SerializeToString,
+                response_deserializer=weather_dot_v1_dot_reporting__pb2.GetQualityResponse.FromString,
+                _registered_method=True)
 
 
 class ReportingServiceServicer:
@@ -65,6 +70,14 @@ class ReportingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetQuality(self, request, context):
+        """How right each model version was, judged by its submitters' feedback (GiveFeedback),
+        over the jobs submitted inside a time window. Operators only, like GetStats.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReportingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +90,11 @@ def add_ReportingServiceServicer_to_server(servicer, server):
                     servicer.ListJobs,
                     request_deserializer=weather_dot_v1_dot_reporting__pb2.ListJobsRequest.FromString,
                     response_serializer=weather_dot_v1_dot_reporting__pb2.ListJobsResponse.SerializeToString,
+            ),
+            'GetQuality': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetQuality,
+                    request_deserializer=weather_dot_v1_dot_reporting__pb2.GetQualityRequest.FromString,
+                    response_serializer=weather_dot_v1_dot_reporting__pb2.GetQualityResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +152,33 @@ class ReportingService:
             '/weather.v1.ReportingService/ListJobs',
             weather_dot_v1_dot_reporting__pb2.ListJobsRequest.SerializeToString,
             weather_dot_v1_dot_reporting__pb2.ListJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetQuality(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/weather.v1.ReportingService/GetQuality',
+            weather_dot_v1_dot_reporting__pb2.GetQualityRequest.SerializeToString,
+            weather_dot_v1_dot_reporting__pb2.GetQualityResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,6 +37,10 @@ class ReportingServiceStub:
     """Aggregates over every job, or over jobs submitted inside a time window."""
     ListJobs: _grpc.UnaryUnaryMultiCallable[_reporting_pb2.ListJobsRequest, _reporting_pb2.ListJobsResponse]
     """Job history, newest first, with a cursor that stays stable while jobs arrive."""
+    GetQuality: _grpc.UnaryUnaryMultiCallable[_reporting_pb2.GetQualityRequest, _reporting_pb2.GetQualityResponse]
+    """How right each model version was, judged by its submitters' feedback (GiveFeedback),
+    over the jobs submitted inside a time window. Operators only, like GetStats.
+    """
 
 @_typing.type_check_only
 class ReportingServiceAsyncStub(ReportingServiceStub):
@@ -47,6 +51,10 @@ class ReportingServiceAsyncStub(ReportingServiceStub):
     """Aggregates over every job, or over jobs submitted inside a time window."""
     ListJobs: _aio.UnaryUnaryMultiCallable[_reporting_pb2.ListJobsRequest, _reporting_pb2.ListJobsResponse]  # type: ignore[assignment]
     """Job history, newest first, with a cursor that stays stable while jobs arrive."""
+    GetQuality: _aio.UnaryUnaryMultiCallable[_reporting_pb2.GetQualityRequest, _reporting_pb2.GetQualityResponse]  # type: ignore[assignment]
+    """How right each model version was, judged by its submitters' feedback (GiveFeedback),
+    over the jobs submitted inside a time window. Operators only, like GetStats.
+    """
 
 class ReportingServiceServicer(metaclass=_abc_1.ABCMeta):
     """The system of record: what the mesh did, from every job event."""
@@ -66,5 +74,15 @@ class ReportingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_reporting_pb2.ListJobsResponse, _abc.Awaitable[_reporting_pb2.ListJobsResponse]]:
         """Job history, newest first, with a cursor that stays stable while jobs arrive."""
+
+    @_abc_1.abstractmethod
+    def GetQuality(
+        self,
+        request: _reporting_pb2.GetQualityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_reporting_pb2.GetQualityResponse, _abc.Awaitable[_reporting_pb2.GetQualityResponse]]:
+        """How right each model version was, judged by its submitters' feedback (GiveFeedback),
+        over the jobs submitted inside a time window. Operators only, like GetStats.
+        """
 
 def add_ReportingServiceServicer_to_server(servicer: ReportingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -46,7 +46,11 @@ class JobEvents:
         return event
 
     def succeeded(
-        self, label: str = "rain", latency_ms: float = 120.0, model_version: str = MODEL_VERSION
+        self,
+        label: str = "rain",
+        latency_ms: float = 120.0,
+        model_version: str = MODEL_VERSION,
+        confidence: float = 0.7,
     ) -> events_pb2.JobEvent:
         event = self._base(
             f"{self.job_id}.terminal", self.submitted_at + timedelta(milliseconds=latency_ms)
@@ -55,7 +59,7 @@ class JobEvents:
         event.succeeded.classification.CopyFrom(
             job_pb2.Classification(
                 label=label,
-                confidence=0.7,
+                confidence=confidence,
                 model_version=model_version,
                 scores=[
                     job_pb2.LabelScore(label=label, score=0.7),
@@ -63,6 +67,19 @@ class JobEvents:
                 ],
             )
         )
+        return event
+
+    def feedback(
+        self, actual_label: str, answered_label: str = "rain", after_seconds: float = 5.0
+    ) -> events_pb2.JobEvent:
+        """Feedback as GiveFeedback publishes it: a fresh event id every time it is given."""
+        given_at = self.submitted_at + timedelta(seconds=after_seconds)
+        event = self._base(f"{self.job_id}.feedback.{uuid.uuid4().hex}", given_at)
+        event.feedback.feedback.actual_label = actual_label
+        event.feedback.feedback.right = actual_label == answered_label
+        event.feedback.feedback.given_at.FromDatetime(given_at)
+        event.feedback.answered_label = answered_label
+        event.feedback.model_version = MODEL_VERSION
         return event
 
     def failed(self, reason: str = "not an image") -> events_pb2.JobEvent:

@@ -4,12 +4,14 @@ queries."""
 from __future__ import annotations
 
 import random
+import struct
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+from services.reporting.quality import CALIBRATION_BINS
 from services.reporting.query import Cursor, JobFilter, JobsPage, Window
 from services.reporting.store import JobStore, StoreRejectedError, event_record
 
@@ -42,6 +44,44 @@ async def test_duplicated_and_redelivered_events_leave_one_row_each(
     assert len(await _rows(pool, "events")) == 2
 
 
+async def test_feedback_is_recorded_once_however_often_it_is_delivered(
+    store: JobStore, pool: AsyncConnectionPool, job_events: JobEvents
+) -> None:
+    job = job_events()
+    feedback = event_record(job.feedback("shine"), stream_sequence=7)
+    assert await store.record([event_record(job.queued()), event_record(job.succeeded())]) == 2
+    assert await store.record([feedback, feedback]) == 1
+    assert await store.record([feedback]) == 0
+    async with pool.connection() as connection:
+        cursor = await connection.execute(
+            "SELECT job_id, actual_label, stream_sequence FROM job_feedback"
+        )
+        assert await cursor.fetchall() == [(job.job_id, "shine", 7)]
+        cursor = await connection.execute("SELECT count(*) FROM events WHERE kind = 'feedback'")
+        assert await cursor.fetchone() == (1,)
+    [row] = await store.list_jobs(JobsPage(JobFilter(), 10, None))
+    assert (row.state, row.label, row.feedback_label) == ("succeeded", "rain", "shine")
+
+
+async def test_the_latest_feedback_wins_in_any_delivery_order(
+    store: JobStore, job_events: JobEvents
+) -> None:
+    """Latest = highest stream sequence (the broker's order), whatever order they arrive in;
+    feedback recorded before its job's own events leaves the job's row to them."""
+    job = job_events()
+    first = event_record(job.feedback("shine", after_seconds=5), stream_sequence=10)
+    second = event_record(job.feedback("rain", after_seconds=6), stream_sequence=11)
+    await store.record([second])
+    await store.record([first])
+    await store.record([event_record(job.succeeded()), event_record(job.queued())])
+    [row] = await store.list_jobs(JobsPage(JobFilter(), 10, None))
+    assert (row.state, row.label, row.feedback_label) == ("succeeded", "rain", "rain")
+    third = event_record(job.feedback("cloudy", after_seconds=7), stream_sequence=12)
+    await store.record([third, first])
+    [row] = await store.list_jobs(JobsPage(JobFilter(), 10, None))
+    assert row.feedback_label == "cloudy"
+
+
 async def test_each_job_is_listed_for_its_owner_only_and_for_everyone_without_one(
     store: JobStore, job_events: JobEvents
 ) -> None:
@@ -72,7 +112,7 @@ async def test_every_delivery_order_converges_to_the_same_row(
     await store.record([event_record(e) for pair in in_order for e in pair])
     expected_jobs, expected_events = await _rows(pool, "jobs"), await _rows(pool, "events")
     async with pool.connection() as connection:
-        await connection.execute("TRUNCATE events, jobs")
+        await connection.execute("TRUNCATE events, job_feedback, jobs")
     await store.record([event_record(terminal_event) for _queued, terminal_event in in_order])
     await store.record([event_record(queued) for queued, _terminal in in_order][::-1])
     assert await _rows(pool, "jobs") == expected_jobs
@@ -218,3 +258,151 @@ async def test_list_jobs_plans_use_the_keyset_indexes(
         assert "ROW(submitted_at, id) < ROW(" in plan.split("Index Cond: ", 1)[1], plan
         assert "Sort" not in plan, plan
         assert "Seq Scan" not in plan, plan
+
+
+Judged = tuple[str, str | None, float]
+"""(the model's label, the submitter's label or None without feedback, the confidence)"""
+
+
+def _as_stored(confidence: float) -> float:
+    """The confidence as PostgreSQL holds it (`real`: single precision)."""
+    return float(struct.unpack("f", struct.pack("f", confidence))[0])
+
+
+def _by_hand(answers: list[Judged]) -> dict[str, Any]:
+    """The quality figures, computed the textbook way in plain Python."""
+    judged = [(answered, actual, c) for answered, actual, c in answers if actual is not None]
+    labels = sorted({a for a, _, _ in judged} | {b for _, b, _ in judged})
+    per_label = {}
+    for label in labels:
+        hits = sum(1 for a, b, _ in judged if a == label == b)
+        answered_as = sum(1 for a, _, _ in judged if a == label)
+        support = sum(1 for _, b, _ in judged if b == label)
+        precision = hits / answered_as if answered_as else 0.0
+        recall = hits / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_label[label] = (precision, recall, f1, support)
+    bins: dict[int, list[tuple[float, bool]]] = {}
+    for a, b, c in judged:
+        stored = _as_stored(c)
+        index = min(int(stored * CALIBRATION_BINS) + 1, CALIBRATION_BINS)
+        bins.setdefault(index, []).append((stored, a == b))
+    calibration = {
+        index: (len(v), sum(c for c, _ in v) / len(v), sum(r for _, r in v) / len(v))
+        for index, v in bins.items()
+    }
+    ece = sum(n * abs(acc - conf) for n, conf, acc in calibration.values()) / len(judged)
+    confusion: dict[tuple[str, str], int] = {}
+    for a, b, _ in judged:
+        confusion[(a, str(b))] = confusion.get((a, str(b)), 0) + 1
+    return {
+        "answered": len(answers),
+        "judged": len(judged),
+        "accuracy": sum(1 for a, b, _ in judged if a == b) / len(judged),
+        "macro_f1": sum(f for _, _, f, _ in per_label.values()) / len(per_label),
+        "labels": per_label,
+        "confusion": confusion,
+        "calibration": calibration,
+        "ece": ece,
+    }
+
+
+async def test_quality_figures_equal_the_figures_computed_by_hand(
+    store: JobStore, job_events: JobEvents
+) -> None:
+    window = Window(BASE, BASE + timedelta(days=1))
+    answers: dict[str, list[Judged]] = {
+        "sha256:aaaaaaaaaaaa": [
+            ("rain", "rain", 0.95),
+            ("rain", "cloudy", 0.85),
+            ("cloudy", "cloudy", 0.65),
+            ("cloudy", None, 0.7),
+            ("shine", "shine", 0.92),
+            ("shine", "sunrise", 0.55),
+            ("sunrise", "sunrise", 1.0),
+            ("cloudy", "rain", 0.42),
+        ],
+        "sha256:bbbbbbbbbbbb": [("rain", "rain", 0.81), ("shine", None, 0.6)],
+    }
+    records = []
+    sequence = 0
+    for version, version_answers in answers.items():
+        for n, (answered, actual, confidence) in enumerate(version_answers):
+            job = job_events(submitted_at=BASE + timedelta(minutes=n))
+            records.append(event_record(job.queued()))
+            records.append(
+                event_record(job.succeeded(answered, model_version=version, confidence=confidence))
+            )
+            if actual is not None:
+                # A first opinion, changed later: only the latest may count.
+                sequence += 2
+                first = "sunrise" if actual != "sunrise" else "rain"
+                records.append(event_record(job.feedback(first, answered), sequence - 1))
+                records.append(event_record(job.feedback(actual, answered), sequence))
+    # Outside the window: never counted.
+    late = job_events(submitted_at=BASE + timedelta(days=2))
+    records += [
+        event_record(late.succeeded("rain", model_version="sha256:aaaaaaaaaaaa")),
+        event_record(late.feedback("shine"), 10_000),
+    ]
+    await store.record(records[::-1])
+
+    figures = {model.model_version: model for model in await store.quality(window, None)}
+    assert list(figures) == ["sha256:aaaaaaaaaaaa", "sha256:bbbbbbbbbbbb"]  # most answers first
+    for version, version_answers in answers.items():
+        expected, model = _by_hand(version_answers), figures[version]
+        print(f"\n{version}: {model}")
+        assert (model.answered_jobs, model.judged_jobs) == (
+            expected["answered"],
+            expected["judged"],
+        )
+        assert model.accuracy == pytest.approx(expected["accuracy"])
+        assert model.macro_f1 == pytest.approx(expected["macro_f1"])
+        assert {(a, b): n for a, b, n in model.confusion} == expected["confusion"]
+        labels = {
+            label.label: (label.precision, label.recall, label.f1, label.support)
+            for label in model.labels
+        }
+        assert list(labels) == list(expected["labels"])
+        for name, figures_of_label in expected["labels"].items():
+            assert labels[name] == pytest.approx(figures_of_label), name
+        calibration = {
+            round(b.high * CALIBRATION_BINS): (b.count, b.mean_confidence, b.accuracy)
+            for b in model.calibration
+        }
+        assert sorted(calibration) == sorted(expected["calibration"])
+        for index, figures_of_bin in expected["calibration"].items():
+            assert calibration[index] == pytest.approx(figures_of_bin), index
+        assert model.expected_calibration_error == pytest.approx(expected["ece"])
+    only_b = await store.quality(window, "sha256:bbbbbbbbbbbb")
+    assert [model.model_version for model in only_b] == ["sha256:bbbbbbbbbbbb"]
+
+
+async def test_quality_reads_a_window_through_an_index(
+    store: JobStore, pool: AsyncConnectionPool
+) -> None:
+    async with pool.connection() as connection:
+        await connection.execute(
+            """
+            INSERT INTO jobs (id, image_sha256, state, label, confidence, model_version,
+                              submitted_at, finished_at)
+            SELECT md5(n::text), md5(n::text), 'succeeded', 'rain', 0.8, 'sha256:' || (n % 3),
+                   timestamptz '2026-01-01' + n * interval '1 minute',
+                   timestamptz '2026-01-01' + n * interval '1 minute'
+            FROM generate_series(1, 20000) AS n
+            """
+        )
+        await connection.execute(
+            """
+            INSERT INTO job_feedback (job_id, actual_label, given_at, event_id, stream_sequence)
+            SELECT md5(n::text), 'cloudy', now(), md5(n::text), n
+            FROM generate_series(1, 20000) AS n
+            """
+        )
+        await connection.execute("ANALYZE jobs")
+        await connection.execute("ANALYZE job_feedback")
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    plan = await store.explain_quality(Window(start, start + timedelta(hours=1)))
+    print(f"\n{plan}")
+    assert "jobs_answered_submitted_at_idx" in plan, plan
+    assert "Seq Scan" not in plan, plan

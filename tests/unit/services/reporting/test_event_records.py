@@ -76,3 +76,24 @@ def test_event_without_job_id_or_time_is_unrecordable() -> None:
         event_record(timeless)
     with pytest.raises(UnrecordableEventError):
         event_record(events_pb2.JobEvent(event_id="x", job_id="y"))
+
+
+def test_feedback_event_proposes_a_feedback_row_and_only_a_stand_in_job_row() -> None:
+    event = _event("queued")
+    event.feedback.feedback.actual_label = "shine"
+    event.feedback.feedback.given_at.FromDatetime(SUBMITTED + timedelta(minutes=1))
+    record = event_record(event, stream_sequence=42)
+    assert record.kind == "feedback"
+    assert record.job["state"] == "queued"  # never overwrites a known row (see UPSERT_JOB)
+    assert record.feedback == {
+        "actual_label": "shine",
+        "given_at": SUBMITTED + timedelta(minutes=1),
+        "feedback_sequence": 42,
+    }
+
+
+def test_feedback_naming_no_label_is_unrecordable() -> None:
+    event = _event("queued")
+    event.feedback.answered_label = "rain"
+    with pytest.raises(UnrecordableEventError, match="names no label"):
+        event_record(event)

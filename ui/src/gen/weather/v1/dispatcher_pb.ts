@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file weather/v1/dispatcher.proto.
  */
 export const file_weather_v1_dispatcher: GenFile = /*@__PURE__*/
-  fileDesc("Cht3ZWF0aGVyL3YxL2Rpc3BhdGNoZXIucHJvdG8SCndlYXRoZXIudjEiSQoNU3VibWl0UmVxdWVzdBINCgVpbWFnZRgBIAEoDBIQCghmaWxlbmFtZRgCIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYAyABKAkiLgoOU3VibWl0UmVzcG9uc2USHAoDam9iGAEgASgLMg8ud2VhdGhlci52MS5Kb2IiHwoNR2V0Sm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiLgoOR2V0Sm9iUmVzcG9uc2USHAoDam9iGAEgASgLMg8ud2VhdGhlci52MS5Kb2IiIQoPV2F0Y2hKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSIwChBXYXRjaEpvYlJlc3BvbnNlEhwKA2pvYhgBIAEoCzIPLndlYXRoZXIudjEuSm9iMt4BChFEaXNwYXRjaGVyU2VydmljZRI/CgZTdWJtaXQSGS53ZWF0aGVyLnYxLlN1Ym1pdFJlcXVlc3QaGi53ZWF0aGVyLnYxLlN1Ym1pdFJlc3BvbnNlEj8KBkdldEpvYhIZLndlYXRoZXIudjEuR2V0Sm9iUmVxdWVzdBoaLndlYXRoZXIudjEuR2V0Sm9iUmVzcG9uc2USRwoIV2F0Y2hKb2ISGy53ZWF0aGVyLnYxLldhdGNoSm9iUmVxdWVzdBocLndlYXRoZXIudjEuV2F0Y2hKb2JSZXNwb25zZTABYgZwcm90bzM", [file_weather_v1_job]);
+  fileDesc("Cht3ZWF0aGVyL3YxL2Rpc3BhdGNoZXIucHJvdG8SCndlYXRoZXIudjEiSQoNU3VibWl0UmVxdWVzdBINCgVpbWFnZRgBIAEoDBIQCghmaWxlbmFtZRgCIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYAyABKAkiLgoOU3VibWl0UmVzcG9uc2USHAoDam9iGAEgASgLMg8ud2VhdGhlci52MS5Kb2IiHwoNR2V0Sm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiLgoOR2V0Sm9iUmVzcG9uc2USHAoDam9iGAEgASgLMg8ud2VhdGhlci52MS5Kb2IiIQoPV2F0Y2hKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSIwChBXYXRjaEpvYlJlc3BvbnNlEhwKA2pvYhgBIAEoCzIPLndlYXRoZXIudjEuSm9iIjsKE0dpdmVGZWVkYmFja1JlcXVlc3QSDgoGam9iX2lkGAEgASgJEhQKDGFjdHVhbF9sYWJlbBgCIAEoCSI0ChRHaXZlRmVlZGJhY2tSZXNwb25zZRIcCgNqb2IYASABKAsyDy53ZWF0aGVyLnYxLkpvYjKxAgoRRGlzcGF0Y2hlclNlcnZpY2USPwoGU3VibWl0Ehkud2VhdGhlci52MS5TdWJtaXRSZXF1ZXN0Ghoud2VhdGhlci52MS5TdWJtaXRSZXNwb25zZRI/CgZHZXRKb2ISGS53ZWF0aGVyLnYxLkdldEpvYlJlcXVlc3QaGi53ZWF0aGVyLnYxLkdldEpvYlJlc3BvbnNlEkcKCFdhdGNoSm9iEhsud2VhdGhlci52MS5XYXRjaEpvYlJlcXVlc3QaHC53ZWF0aGVyLnYxLldhdGNoSm9iUmVzcG9uc2UwARJRCgxHaXZlRmVlZGJhY2sSHy53ZWF0aGVyLnYxLkdpdmVGZWVkYmFja1JlcXVlc3QaIC53ZWF0aGVyLnYxLkdpdmVGZWVkYmFja1Jlc3BvbnNlYgZwcm90bzM", [file_weather_v1_job]);
 
 /**
  * @generated from message weather.v1.SubmitRequest
@@ -133,6 +133,50 @@ export const WatchJobResponseSchema: GenMessage<WatchJobResponse> = /*@__PURE__*
   messageDesc(file_weather_v1_dispatcher, 5);
 
 /**
+ * @generated from message weather.v1.GiveFeedbackRequest
+ */
+export type GiveFeedbackRequest = Message<"weather.v1.GiveFeedbackRequest"> & {
+  /**
+   * @generated from field: string job_id = 1;
+   */
+  jobId: string;
+
+  /**
+   * The label the photo really shows: one of the `Label` names. Empty means "the answer
+   * was right" (the answer's own label).
+   *
+   * @generated from field: string actual_label = 2;
+   */
+  actualLabel: string;
+};
+
+/**
+ * Describes the message weather.v1.GiveFeedbackRequest.
+ * Use `create(GiveFeedbackRequestSchema)` to create a new message.
+ */
+export const GiveFeedbackRequestSchema: GenMessage<GiveFeedbackRequest> = /*@__PURE__*/
+  messageDesc(file_weather_v1_dispatcher, 6);
+
+/**
+ * @generated from message weather.v1.GiveFeedbackResponse
+ */
+export type GiveFeedbackResponse = Message<"weather.v1.GiveFeedbackResponse"> & {
+  /**
+   * The job with the feedback just given.
+   *
+   * @generated from field: weather.v1.Job job = 1;
+   */
+  job?: Job | undefined;
+};
+
+/**
+ * Describes the message weather.v1.GiveFeedbackResponse.
+ * Use `create(GiveFeedbackResponseSchema)` to create a new message.
+ */
+export const GiveFeedbackResponseSchema: GenMessage<GiveFeedbackResponse> = /*@__PURE__*/
+  messageDesc(file_weather_v1_dispatcher, 7);
+
+/**
  * The public front door: accepts photos and reports on their jobs.
  * Exposed through the gateway as gRPC and gRPC-Web.
  *
@@ -172,6 +216,20 @@ export const DispatcherService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchJobRequestSchema;
     output: typeof WatchJobResponseSchema;
+  },
+  /**
+   * Says whether the job's answer was right: one answer per job, given again to change it
+   * (the latest wins). Only the job's owner may answer for an owned job; an anonymous demo
+   * job's id is its capability. NOT_FOUND: unknown id; FAILED_PRECONDITION: the job has no
+   * answer (yet); INVALID_ARGUMENT: not a known label; PERMISSION_DENIED: another
+   * subject's job; UNAUTHENTICATED: an owned job and no token.
+   *
+   * @generated from rpc weather.v1.DispatcherService.GiveFeedback
+   */
+  giveFeedback: {
+    methodKind: "unary";
+    input: typeof GiveFeedbackRequestSchema;
+    output: typeof GiveFeedbackResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_weather_v1_dispatcher, 0);

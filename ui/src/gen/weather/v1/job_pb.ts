@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file weather/v1/job.proto.
  */
 export const file_weather_v1_job: GenFile = /*@__PURE__*/
-  fileDesc("ChR3ZWF0aGVyL3YxL2pvYi5wcm90bxIKd2VhdGhlci52MSIqCgpMYWJlbFNjb3JlEg0KBWxhYmVsGAEgASgJEg0KBXNjb3JlGAIgASgCInIKDkNsYXNzaWZpY2F0aW9uEg0KBWxhYmVsGAEgASgJEhIKCmNvbmZpZGVuY2UYAiABKAISJgoGc2NvcmVzGAMgAygLMhYud2VhdGhlci52MS5MYWJlbFNjb3JlEhUKDW1vZGVsX3ZlcnNpb24YBCABKAkimwIKA0pvYhIKCgJpZBgBIAEoCRIjCgVzdGF0ZRgCIAEoDjIULndlYXRoZXIudjEuSm9iU3RhdGUSFAoMaW1hZ2Vfc2hhMjU2GAMgASgJEjIKDmNsYXNzaWZpY2F0aW9uGAQgASgLMhoud2VhdGhlci52MS5DbGFzc2lmaWNhdGlvbhIVCg1lcnJvcl9tZXNzYWdlGAUgASgJEjAKDHN1Ym1pdHRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGZpbGVuYW1lGAggASgJEg0KBW93bmVyGAkgASgJKmoKCEpvYlN0YXRlEhkKFUpPQl9TVEFURV9VTlNQRUNJRklFRBAAEhQKEEpPQl9TVEFURV9RVUVVRUQQARIXChNKT0JfU1RBVEVfU1VDQ0VFREVEEAISFAoQSk9CX1NUQVRFX0ZBSUxFRBADKmQKBUxhYmVsEhUKEUxBQkVMX1VOU1BFQ0lGSUVEEAASEAoMTEFCRUxfQ0xPVURZEAESDgoKTEFCRUxfUkFJThACEg8KC0xBQkVMX1NISU5FEAMSEQoNTEFCRUxfU1VOUklTRRAEYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("ChR3ZWF0aGVyL3YxL2pvYi5wcm90bxIKd2VhdGhlci52MSIqCgpMYWJlbFNjb3JlEg0KBWxhYmVsGAEgASgJEg0KBXNjb3JlGAIgASgCInIKDkNsYXNzaWZpY2F0aW9uEg0KBWxhYmVsGAEgASgJEhIKCmNvbmZpZGVuY2UYAiABKAISJgoGc2NvcmVzGAMgAygLMhYud2VhdGhlci52MS5MYWJlbFNjb3JlEhUKDW1vZGVsX3ZlcnNpb24YBCABKAkixgIKA0pvYhIKCgJpZBgBIAEoCRIjCgVzdGF0ZRgCIAEoDjIULndlYXRoZXIudjEuSm9iU3RhdGUSFAoMaW1hZ2Vfc2hhMjU2GAMgASgJEjIKDmNsYXNzaWZpY2F0aW9uGAQgASgLMhoud2VhdGhlci52MS5DbGFzc2lmaWNhdGlvbhIVCg1lcnJvcl9tZXNzYWdlGAUgASgJEjAKDHN1Ym1pdHRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGZpbGVuYW1lGAggASgJEg0KBW93bmVyGAkgASgJEikKCGZlZWRiYWNrGAogASgLMhcud2VhdGhlci52MS5Kb2JGZWVkYmFjayJgCgtKb2JGZWVkYmFjaxIUCgxhY3R1YWxfbGFiZWwYASABKAkSDQoFcmlnaHQYAiABKAgSLAoIZ2l2ZW5fYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wKmoKCEpvYlN0YXRlEhkKFUpPQl9TVEFURV9VTlNQRUNJRklFRBAAEhQKEEpPQl9TVEFURV9RVUVVRUQQARIXChNKT0JfU1RBVEVfU1VDQ0VFREVEEAISFAoQSk9CX1NUQVRFX0ZBSUxFRBADKmQKBUxhYmVsEhUKEUxBQkVMX1VOU1BFQ0lGSUVEEAASEAoMTEFCRUxfQ0xPVURZEAESDgoKTEFCRUxfUkFJThACEg8KC0xBQkVMX1NISU5FEAMSEQoNTEFCRUxfU1VOUklTRRAEYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message weather.v1.LabelScore
@@ -146,6 +146,13 @@ export type Job = Message<"weather.v1.Job"> & {
    * @generated from field: string owner = 9;
    */
   owner: string;
+
+  /**
+   * The submitter's latest feedback on the answer; unset when none was given.
+   *
+   * @generated from field: weather.v1.JobFeedback feedback = 10;
+   */
+  feedback?: JobFeedback | undefined;
 };
 
 /**
@@ -154,6 +161,41 @@ export type Job = Message<"weather.v1.Job"> & {
  */
 export const JobSchema: GenMessage<Job> = /*@__PURE__*/
   messageDesc(file_weather_v1_job, 2);
+
+/**
+ * The submitter's verdict on a job's answer.
+ *
+ * @generated from message weather.v1.JobFeedback
+ */
+export type JobFeedback = Message<"weather.v1.JobFeedback"> & {
+  /**
+   * The label the photo really shows, in the submitter's view (a `Label` name).
+   *
+   * @generated from field: string actual_label = 1;
+   */
+  actualLabel: string;
+
+  /**
+   * True when `actual_label` is the answer's label: the answer was right.
+   *
+   * @generated from field: bool right = 2;
+   */
+  right: boolean;
+
+  /**
+   * When the feedback was given.
+   *
+   * @generated from field: google.protobuf.Timestamp given_at = 3;
+   */
+  givenAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message weather.v1.JobFeedback.
+ * Use `create(JobFeedbackSchema)` to create a new message.
+ */
+export const JobFeedbackSchema: GenMessage<JobFeedback> = /*@__PURE__*/
+  messageDesc(file_weather_v1_job, 3);
 
 /**
  * The lifecycle of one classification job. A job only moves forward:

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file weather/v1/reporting.proto.
  */
 export const file_weather_v1_reporting: GenFile = /*@__PURE__*/
-  fileDesc("Chp3ZWF0aGVyL3YxL3JlcG9ydGluZy5wcm90bxIKd2VhdGhlci52MSJgCgpUaW1lV2luZG93EikKBXN0YXJ0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBInCgNlbmQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjkKD0dldFN0YXRzUmVxdWVzdBImCgZ3aW5kb3cYASABKAsyFi53ZWF0aGVyLnYxLlRpbWVXaW5kb3ciKgoKTGFiZWxDb3VudBINCgVsYWJlbBgBIAEoCRINCgVjb3VudBgCIAEoAyJACgpTdGF0ZUNvdW50EiMKBXN0YXRlGAEgASgOMhQud2VhdGhlci52MS5Kb2JTdGF0ZRINCgVjb3VudBgCIAEoAyI5ChFNb2RlbFZlcnNpb25Db3VudBIVCg1tb2RlbF92ZXJzaW9uGAEgASgJEg0KBWNvdW50GAIgASgDIkQKEkxhdGVuY3lQZXJjZW50aWxlcxIOCgZwNTBfbXMYASABKAESDgoGcDk1X21zGAIgASgBEg4KBnA5OV9tcxgDIAEoASLwAQoQR2V0U3RhdHNSZXNwb25zZRISCgp0b3RhbF9qb2JzGAEgASgDEiwKDGxhYmVsX2NvdW50cxgCIAMoCzIWLndlYXRoZXIudjEuTGFiZWxDb3VudBIsCgxzdGF0ZV9jb3VudHMYAyADKAsyFi53ZWF0aGVyLnYxLlN0YXRlQ291bnQSOwoUbW9kZWxfdmVyc2lvbl9jb3VudHMYBCADKAsyHS53ZWF0aGVyLnYxLk1vZGVsVmVyc2lvbkNvdW50Ei8KB2xhdGVuY3kYBSABKAsyHi53ZWF0aGVyLnYxLkxhdGVuY3lQZXJjZW50aWxlcyKUAQoPTGlzdEpvYnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEg0KBWxhYmVsGAMgASgJEiMKBXN0YXRlGAQgASgOMhQud2VhdGhlci52MS5Kb2JTdGF0ZRImCgZ3aW5kb3cYBSABKAsyFi53ZWF0aGVyLnYxLlRpbWVXaW5kb3ciSgoQTGlzdEpvYnNSZXNwb25zZRIdCgRqb2JzGAEgAygLMg8ud2VhdGhlci52MS5Kb2ISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJImEKEUxpc3RKb2JzUGFnZVRva2VuEiAKGGxhc3Rfc3VibWl0dGVkX2F0X21pY3JvcxgBIAEoAxITCgtsYXN0X2pvYl9pZBgCIAEoCRIVCg1maWx0ZXJfZGlnZXN0GAMgASgMMqABChBSZXBvcnRpbmdTZXJ2aWNlEkUKCEdldFN0YXRzEhsud2VhdGhlci52MS5HZXRTdGF0c1JlcXVlc3QaHC53ZWF0aGVyLnYxLkdldFN0YXRzUmVzcG9uc2USRQoITGlzdEpvYnMSGy53ZWF0aGVyLnYxLkxpc3RKb2JzUmVxdWVzdBocLndlYXRoZXIudjEuTGlzdEpvYnNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_weather_v1_job]);
+  fileDesc("Chp3ZWF0aGVyL3YxL3JlcG9ydGluZy5wcm90bxIKd2VhdGhlci52MSJgCgpUaW1lV2luZG93EikKBXN0YXJ0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBInCgNlbmQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjkKD0dldFN0YXRzUmVxdWVzdBImCgZ3aW5kb3cYASABKAsyFi53ZWF0aGVyLnYxLlRpbWVXaW5kb3ciKgoKTGFiZWxDb3VudBINCgVsYWJlbBgBIAEoCRINCgVjb3VudBgCIAEoAyJACgpTdGF0ZUNvdW50EiMKBXN0YXRlGAEgASgOMhQud2VhdGhlci52MS5Kb2JTdGF0ZRINCgVjb3VudBgCIAEoAyI5ChFNb2RlbFZlcnNpb25Db3VudBIVCg1tb2RlbF92ZXJzaW9uGAEgASgJEg0KBWNvdW50GAIgASgDIkQKEkxhdGVuY3lQZXJjZW50aWxlcxIOCgZwNTBfbXMYASABKAESDgoGcDk1X21zGAIgASgBEg4KBnA5OV9tcxgDIAEoASLwAQoQR2V0U3RhdHNSZXNwb25zZRISCgp0b3RhbF9qb2JzGAEgASgDEiwKDGxhYmVsX2NvdW50cxgCIAMoCzIWLndlYXRoZXIudjEuTGFiZWxDb3VudBIsCgxzdGF0ZV9jb3VudHMYAyADKAsyFi53ZWF0aGVyLnYxLlN0YXRlQ291bnQSOwoUbW9kZWxfdmVyc2lvbl9jb3VudHMYBCADKAsyHS53ZWF0aGVyLnYxLk1vZGVsVmVyc2lvbkNvdW50Ei8KB2xhdGVuY3kYBSABKAsyHi53ZWF0aGVyLnYxLkxhdGVuY3lQZXJjZW50aWxlcyKUAQoPTGlzdEpvYnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEg0KBWxhYmVsGAMgASgJEiMKBXN0YXRlGAQgASgOMhQud2VhdGhlci52MS5Kb2JTdGF0ZRImCgZ3aW5kb3cYBSABKAsyFi53ZWF0aGVyLnYxLlRpbWVXaW5kb3ciSgoQTGlzdEpvYnNSZXNwb25zZRIdCgRqb2JzGAEgAygLMg8ud2VhdGhlci52MS5Kb2ISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJImEKEUxpc3RKb2JzUGFnZVRva2VuEiAKGGxhc3Rfc3VibWl0dGVkX2F0X21pY3JvcxgBIAEoAxITCgtsYXN0X2pvYl9pZBgCIAEoCRIVCg1maWx0ZXJfZGlnZXN0GAMgASgMIlIKEUdldFF1YWxpdHlSZXF1ZXN0EiYKBndpbmRvdxgBIAEoCzIWLndlYXRoZXIudjEuVGltZVdpbmRvdxIVCg1tb2RlbF92ZXJzaW9uGAIgASgJIkwKDUNvbmZ1c2lvbkNlbGwSFgoOYW5zd2VyZWRfbGFiZWwYASABKAkSFAoMYWN0dWFsX2xhYmVsGAIgASgJEg0KBWNvdW50GAMgASgDIl0KDExhYmVsUXVhbGl0eRINCgVsYWJlbBgBIAEoCRIRCglwcmVjaXNpb24YAiABKAESDgoGcmVjYWxsGAMgASgBEgoKAmYxGAQgASgBEg8KB3N1cHBvcnQYBSABKAMiewoOQ2FsaWJyYXRpb25CaW4SFgoOY29uZmlkZW5jZV9sb3cYASABKAESFwoPY29uZmlkZW5jZV9oaWdoGAIgASgBEg0KBWNvdW50GAMgASgDEhcKD21lYW5fY29uZmlkZW5jZRgEIAEoARIQCghhY2N1cmFjeRgFIAEoASKiAgoMTW9kZWxRdWFsaXR5EhUKDW1vZGVsX3ZlcnNpb24YASABKAkSFQoNYW5zd2VyZWRfam9icxgCIAEoAxITCgtqdWRnZWRfam9icxgDIAEoAxIQCghhY2N1cmFjeRgEIAEoARIQCghtYWNyb19mMRgFIAEoARIsCgljb25mdXNpb24YBiADKAsyGS53ZWF0aGVyLnYxLkNvbmZ1c2lvbkNlbGwSKAoGbGFiZWxzGAcgAygLMhgud2VhdGhlci52MS5MYWJlbFF1YWxpdHkSLwoLY2FsaWJyYXRpb24YCCADKAsyGi53ZWF0aGVyLnYxLkNhbGlicmF0aW9uQmluEiIKGmV4cGVjdGVkX2NhbGlicmF0aW9uX2Vycm9yGAkgASgBIj4KEkdldFF1YWxpdHlSZXNwb25zZRIoCgZtb2RlbHMYASADKAsyGC53ZWF0aGVyLnYxLk1vZGVsUXVhbGl0eTLtAQoQUmVwb3J0aW5nU2VydmljZRJFCghHZXRTdGF0cxIbLndlYXRoZXIudjEuR2V0U3RhdHNSZXF1ZXN0Ghwud2VhdGhlci52MS5HZXRTdGF0c1Jlc3BvbnNlEkUKCExpc3RKb2JzEhsud2VhdGhlci52MS5MaXN0Sm9ic1JlcXVlc3QaHC53ZWF0aGVyLnYxLkxpc3RKb2JzUmVzcG9uc2USSwoKR2V0UXVhbGl0eRIdLndlYXRoZXIudjEuR2V0UXVhbGl0eVJlcXVlc3QaHi53ZWF0aGVyLnYxLkdldFF1YWxpdHlSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_weather_v1_job]);
 
 /**
  * A half-open window [start, end) on the jobs' submission time. Unset bounds are open.
@@ -298,6 +298,239 @@ export const ListJobsPageTokenSchema: GenMessage<ListJobsPageToken> = /*@__PURE_
   messageDesc(file_weather_v1_reporting, 9);
 
 /**
+ * @generated from message weather.v1.GetQualityRequest
+ */
+export type GetQualityRequest = Message<"weather.v1.GetQualityRequest"> & {
+  /**
+   * Optional; all jobs when unset. On the jobs' submission time, as in GetStats.
+   *
+   * @generated from field: weather.v1.TimeWindow window = 1;
+   */
+  window?: TimeWindow | undefined;
+
+  /**
+   * Optional; every model version when empty.
+   *
+   * @generated from field: string model_version = 2;
+   */
+  modelVersion: string;
+};
+
+/**
+ * Describes the message weather.v1.GetQualityRequest.
+ * Use `create(GetQualityRequestSchema)` to create a new message.
+ */
+export const GetQualityRequestSchema: GenMessage<GetQualityRequest> = /*@__PURE__*/
+  messageDesc(file_weather_v1_reporting, 10);
+
+/**
+ * How often the model answered `answered_label` when the photo showed `actual_label`.
+ *
+ * @generated from message weather.v1.ConfusionCell
+ */
+export type ConfusionCell = Message<"weather.v1.ConfusionCell"> & {
+  /**
+   * @generated from field: string answered_label = 1;
+   */
+  answeredLabel: string;
+
+  /**
+   * @generated from field: string actual_label = 2;
+   */
+  actualLabel: string;
+
+  /**
+   * @generated from field: int64 count = 3;
+   */
+  count: bigint;
+};
+
+/**
+ * Describes the message weather.v1.ConfusionCell.
+ * Use `create(ConfusionCellSchema)` to create a new message.
+ */
+export const ConfusionCellSchema: GenMessage<ConfusionCell> = /*@__PURE__*/
+  messageDesc(file_weather_v1_reporting, 11);
+
+/**
+ * One label's figures over the judged answers (0 where a ratio has no denominator).
+ *
+ * @generated from message weather.v1.LabelQuality
+ */
+export type LabelQuality = Message<"weather.v1.LabelQuality"> & {
+  /**
+   * @generated from field: string label = 1;
+   */
+  label: string;
+
+  /**
+   * Of the answers `label`, the share that was right.
+   *
+   * @generated from field: double precision = 2;
+   */
+  precision: number;
+
+  /**
+   * Of the photos that show `label`, the share answered `label`.
+   *
+   * @generated from field: double recall = 3;
+   */
+  recall: number;
+
+  /**
+   * @generated from field: double f1 = 4;
+   */
+  f1: number;
+
+  /**
+   * How many judged photos show `label`.
+   *
+   * @generated from field: int64 support = 5;
+   */
+  support: bigint;
+};
+
+/**
+ * Describes the message weather.v1.LabelQuality.
+ * Use `create(LabelQualitySchema)` to create a new message.
+ */
+export const LabelQualitySchema: GenMessage<LabelQuality> = /*@__PURE__*/
+  messageDesc(file_weather_v1_reporting, 12);
+
+/**
+ * Judged answers whose confidence fell in [confidence_low, confidence_high) (the last bin
+ * includes 1.0): how confident the model was on average, and how often it was right.
+ *
+ * @generated from message weather.v1.CalibrationBin
+ */
+export type CalibrationBin = Message<"weather.v1.CalibrationBin"> & {
+  /**
+   * @generated from field: double confidence_low = 1;
+   */
+  confidenceLow: number;
+
+  /**
+   * @generated from field: double confidence_high = 2;
+   */
+  confidenceHigh: number;
+
+  /**
+   * @generated from field: int64 count = 3;
+   */
+  count: bigint;
+
+  /**
+   * @generated from field: double mean_confidence = 4;
+   */
+  meanConfidence: number;
+
+  /**
+   * @generated from field: double accuracy = 5;
+   */
+  accuracy: number;
+};
+
+/**
+ * Describes the message weather.v1.CalibrationBin.
+ * Use `create(CalibrationBinSchema)` to create a new message.
+ */
+export const CalibrationBinSchema: GenMessage<CalibrationBin> = /*@__PURE__*/
+  messageDesc(file_weather_v1_reporting, 13);
+
+/**
+ * @generated from message weather.v1.ModelQuality
+ */
+export type ModelQuality = Message<"weather.v1.ModelQuality"> & {
+  /**
+   * @generated from field: string model_version = 1;
+   */
+  modelVersion: string;
+
+  /**
+   * Jobs this version answered in the window.
+   *
+   * @generated from field: int64 answered_jobs = 2;
+   */
+  answeredJobs: bigint;
+
+  /**
+   * Of those, how many have feedback: every figure below is over these.
+   *
+   * @generated from field: int64 judged_jobs = 3;
+   */
+  judgedJobs: bigint;
+
+  /**
+   * Share of judged answers that were right.
+   *
+   * @generated from field: double accuracy = 4;
+   */
+  accuracy: number;
+
+  /**
+   * Mean of the per-label F1 over the labels that occur (answered or actual).
+   *
+   * @generated from field: double macro_f1 = 5;
+   */
+  macroF1: number;
+
+  /**
+   * Every non-empty cell, by answered then actual label.
+   *
+   * @generated from field: repeated weather.v1.ConfusionCell confusion = 6;
+   */
+  confusion: ConfusionCell[];
+
+  /**
+   * Every label that occurs, in name order.
+   *
+   * @generated from field: repeated weather.v1.LabelQuality labels = 7;
+   */
+  labels: LabelQuality[];
+
+  /**
+   * The non-empty bins of ten equal-width confidence bins, lowest first.
+   *
+   * @generated from field: repeated weather.v1.CalibrationBin calibration = 8;
+   */
+  calibration: CalibrationBin[];
+
+  /**
+   * Expected calibration error: the count-weighted mean of |accuracy - mean_confidence|
+   * over the bins.
+   *
+   * @generated from field: double expected_calibration_error = 9;
+   */
+  expectedCalibrationError: number;
+};
+
+/**
+ * Describes the message weather.v1.ModelQuality.
+ * Use `create(ModelQualitySchema)` to create a new message.
+ */
+export const ModelQualitySchema: GenMessage<ModelQuality> = /*@__PURE__*/
+  messageDesc(file_weather_v1_reporting, 14);
+
+/**
+ * @generated from message weather.v1.GetQualityResponse
+ */
+export type GetQualityResponse = Message<"weather.v1.GetQualityResponse"> & {
+  /**
+   * One entry per model version with answers in the window, most answers first.
+   *
+   * @generated from field: repeated weather.v1.ModelQuality models = 1;
+   */
+  models: ModelQuality[];
+};
+
+/**
+ * Describes the message weather.v1.GetQualityResponse.
+ * Use `create(GetQualityResponseSchema)` to create a new message.
+ */
+export const GetQualityResponseSchema: GenMessage<GetQualityResponse> = /*@__PURE__*/
+  messageDesc(file_weather_v1_reporting, 15);
+
+/**
  * The system of record: what the mesh did, from every job event.
  *
  * @generated from service weather.v1.ReportingService
@@ -322,6 +555,17 @@ export const ReportingService: GenService<{
     methodKind: "unary";
     input: typeof ListJobsRequestSchema;
     output: typeof ListJobsResponseSchema;
+  },
+  /**
+   * How right each model version was, judged by its submitters' feedback (GiveFeedback),
+   * over the jobs submitted inside a time window. Operators only, like GetStats.
+   *
+   * @generated from rpc weather.v1.ReportingService.GetQuality
+   */
+  getQuality: {
+    methodKind: "unary";
+    input: typeof GetQualityRequestSchema;
+    output: typeof GetQualityResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_weather_v1_reporting, 0);
