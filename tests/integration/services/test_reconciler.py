@@ -19,6 +19,7 @@ from meshkit.job_events import last_job_event, publish_event
 from services.classifier.exhausted_jobs import ExhaustedJobs
 from services.classifier.queue import MAX_DELIVERIES_ADVISORY, declare_consumers
 from services.classifier.settings import ClassifierSettings
+from tools.proof.gateway import Metadata
 from weather.v1 import (
     dispatcher_pb2,
     dispatcher_pb2_grpc,
@@ -46,6 +47,7 @@ async def test_overdue_jobs_fail_once_with_two_dispatchers_and_reporting_follows
     photos: list[Path],
     nats_client: Client,
     fresh_database: str,
+    operator: Metadata,
 ) -> None:
     first = start_service("dispatcher", nats_url=nats_server.url, **OVERDUE)
     second = start_service("dispatcher", nats_url=nats_server.url, **OVERDUE)
@@ -81,7 +83,9 @@ async def test_overdue_jobs_fail_once_with_two_dispatchers_and_reporting_follows
         reports = reporting_pb2_grpc.ReportingServiceStub(reporting_channel)
         for _ in range(100):
             listed = await reports.ListJobs(
-                reporting_pb2.ListJobsRequest(state=FAILED, page_size=100), timeout=10
+                reporting_pb2.ListJobsRequest(state=FAILED, page_size=100),
+                metadata=operator,
+                timeout=10,
             )
             if len(listed.jobs) == len(jobs):
                 break

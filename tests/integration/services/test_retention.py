@@ -19,6 +19,7 @@ from meshkit.broker_layout import (
     idempotency_kv_key,
     result_key,
 )
+from tools.proof.gateway import Metadata
 from weather.v1 import (
     dispatcher_pb2,
     dispatcher_pb2_grpc,
@@ -43,6 +44,7 @@ async def where_the_job_is(
     dispatcher: dispatcher_pb2_grpc.DispatcherServiceAsyncStub,
     reporting: reporting_pb2_grpc.ReportingServiceAsyncStub,
     job: job_pb2.Job,
+    operator: Metadata,
 ) -> set[str]:
     """The stores that still hold something of the job."""
     found: set[str] = set()
@@ -68,7 +70,9 @@ async def where_the_job_is(
             found.add(bucket)
         except KeyNotFoundError:
             pass
-    listed = await reporting.ListJobs(reporting_pb2.ListJobsRequest(page_size=100), timeout=10)
+    listed = await reporting.ListJobs(
+        reporting_pb2.ListJobsRequest(page_size=100), metadata=operator, timeout=10
+    )
     if any(row.id == job.id for row in listed.jobs):
         found.add("reporting row")
     return found
@@ -80,6 +84,7 @@ async def test_a_job_past_retention_is_gone_from_every_store(
     photos: list[Path],
     nats_client: Client,
     fresh_database: str,
+    operator: Metadata,
 ) -> None:
     url = nats_server.url
     classifier = start_service("classifier", nats_url=url, **SHORT_RETENTION)
@@ -109,16 +114,16 @@ async def test_a_job_past_retention_is_gone_from_every_store(
         assert job.state == job_pb2.JOB_STATE_SUCCEEDED
 
         everywhere = {"job events", "photo", RESULTS_BUCKET, IDEMPOTENCY_BUCKET, "reporting row"}
-        held = await where_the_job_is(nats_client, jobs, reports, job)
+        held = await where_the_job_is(nats_client, jobs, reports, job, operator)
         for _ in range(50):  # reporting records the events asynchronously
             if held == everywhere:
                 break
             await asyncio.sleep(0.1)
-            held = await where_the_job_is(nats_client, jobs, reports, job)
+            held = await where_the_job_is(nats_client, jobs, reports, job, operator)
         assert held == everywhere, "the job must first be in every store"
 
         for _ in range(600):
-            held = await where_the_job_is(nats_client, jobs, reports, job)
+            held = await where_the_job_is(nats_client, jobs, reports, job, operator)
             if not held:
                 break
             await asyncio.sleep(0.2)

@@ -14,6 +14,7 @@ import pytest
 from devmesh.envoy import EnvoyProxy, GatewayConfig
 from devmesh.nats import NatsServer
 from devmesh.ports import free_port
+from devmesh.tokens import LocalIssuer
 from weather.v1 import dispatcher_pb2, dispatcher_pb2_grpc, job_pb2
 
 ALLOWANCE = 2
@@ -21,7 +22,7 @@ ALLOWANCE = 2
 
 @pytest.fixture
 def dispatcher_behind_gateway(
-    tmp_path: Path, nats_server: NatsServer, start_service: Any
+    tmp_path: Path, nats_server: NatsServer, start_service: Any, local_issuer: LocalIssuer
 ) -> Iterator[EnvoyProxy]:
     """A dispatcher (no classifier: jobs stay queued) behind Envoy."""
     dispatcher = start_service(
@@ -36,6 +37,8 @@ def dispatcher_behind_gateway(
             reporting_port=free_port(),
             allowed_origins=["http://127.0.0.1:8080"],
             ui_port=free_port(),
+            jwks_file=local_issuer.jwks_path,
+            anonymous_demo=True,  # anonymous callers, each known by its address
         ),
         config_path=tmp_path / "envoy" / "envoy.yaml",
         log_path=tmp_path / "envoy.log",
