@@ -11,7 +11,6 @@ server, and the dispatcher maps that refusal to the same answer).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry, Gauge
 
 from meshkit.broker_layout import CLASSIFIER_CONSUMER, JOBS_STREAM, BrokerSetup
+from meshkit.metrics import BrokerProbe
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class StreamUsage:
         return self.max_bytes - self.used_bytes
 
 
-class BrokerLoad:
+class BrokerLoad(BrokerProbe):
     """A service worker: polls the usage of each budgeted stream and the classifier's
     backlog (`num_pending` + `num_ack_pending`: queued jobs not yet finished)."""
 
@@ -46,10 +46,8 @@ class BrokerLoad:
         budget: Mapping[str, int],
         interval_seconds: float = 1.0,
     ) -> None:
-        self._setup = setup
+        super().__init__(setup, interval_seconds)
         self._budget = budget
-        self._interval = interval_seconds
-        self._stopping = asyncio.Event()
         self._usage: dict[str, StreamUsage] = {}
         self.queue_depth: int | None = None
         """Queued jobs not finished yet; None until first read (the consumer may not exist)."""
@@ -78,13 +76,6 @@ class BrokerLoad:
         """The last reading of `stream`, or None before the first one."""
         return self._usage.get(stream)
 
-    async def run(self) -> None:
-        jetstream = await self._setup.declared()
-        while not self._stopping.is_set():
-            await self.observe(jetstream)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._interval)
-
     async def observe(self, jetstream: JetStreamContext) -> None:
         """Read every stream and the consumer once; a failure keeps the last values."""
         for stream in self._budget:
@@ -105,6 +96,3 @@ class BrokerLoad:
             return
         self.queue_depth = int(consumer.num_pending or 0) + int(consumer.num_ack_pending or 0)
         self._depth.set(self.queue_depth)
-
-    async def stop(self) -> None:
-        self._stopping.set()

@@ -52,7 +52,35 @@ class ServiceMetrics:
         )
 
 
-class QueueLagProbe:
+class BrokerProbe:
+    """A service worker that reads the broker once every `interval_seconds`, from the moment
+    the broker is declared until `stop` (which ends the wait at once).
+
+    Why a base: what is worth watching about the broker (consumer backlog, stream usage)
+    lives on the server, so every probe is the same timer around its own `observe`.
+    """
+
+    def __init__(self, setup: BrokerSetup, interval_seconds: float) -> None:
+        self._setup = setup
+        self._interval = interval_seconds
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        jetstream = await self._setup.declared()
+        while not self._stopping.is_set():
+            await self.observe(jetstream)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._interval)
+
+    async def observe(self, jetstream: JetStreamContext) -> None:
+        """One reading; a failure must leave the last values in place."""
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        self._stopping.set()
+
+
+class QueueLagProbe(BrokerProbe):
     """A service worker that reports how far its JetStream consumers lag behind.
 
     Why poll: the backlog lives on the server (`num_pending`: stored, not yet delivered;
@@ -69,11 +97,9 @@ class QueueLagProbe:
         consumers: Sequence[str],
         interval_seconds: float = 5.0,
     ) -> None:
-        self._setup = setup
+        super().__init__(setup, interval_seconds)
         self._stream = stream
         self._consumers = consumers
-        self._interval = interval_seconds
-        self._stopping = asyncio.Event()
         self.pending = Gauge(
             "weather_queue_pending_messages",
             "Messages stored for the consumer and not yet delivered to it (backlog).",
@@ -87,13 +113,6 @@ class QueueLagProbe:
             registry=registry,
         )
 
-    async def run(self) -> None:
-        jetstream = await self._setup.declared()
-        while not self._stopping.is_set():
-            await self.observe(jetstream)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._interval)
-
     async def observe(self, jetstream: JetStreamContext) -> None:
         """Read each consumer's info once; a failure leaves the last values in place."""
         for consumer in self._consumers:
@@ -104,9 +123,6 @@ class QueueLagProbe:
                 continue
             self.pending.labels(consumer).set(info.num_pending or 0)
             self.ack_pending.labels(consumer).set(info.num_ack_pending or 0)
-
-    async def stop(self) -> None:
-        self._stopping.set()
 
 
 class MetricsEndpoint:
