@@ -2,8 +2,10 @@
 
 Domain errors become gRPC status codes here, once: a client's mistake is
 INVALID_ARGUMENT, a database that cannot be reached is UNAVAILABLE (worth a retry).
-Who may call is settled before (`meshkit.access`: GetStats is operator-only); ListJobs
-answers a viewer with their own jobs and an operator with everyone's.
+Who may call is settled before (`meshkit.access`: GetStats and GetQuality are
+operator-only); ListJobs answers a viewer with their own jobs and an operator with
+everyone's. ListJobs and GetQuality page with tokens only this service can make
+(`query`).
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from services.reporting.quality import ModelQuality
 from services.reporting.query import (
     Cursor,
     InvalidRequestError,
+    QualityCursor,
     encode_page_token,
+    encode_quality_page_token,
     jobs_page,
+    quality_page,
     stats_window,
-    window_of,
 )
 from services.reporting.store import JobRow, JobStore, StoreUnavailableError
 from weather.v1 import job_pb2, reporting_pb2, reporting_pb2_grpc
@@ -74,9 +78,19 @@ class ReportingService(reporting_pb2_grpc.ReportingServiceServicer):
         self, request: reporting_pb2.GetQualityRequest, context: Context
     ) -> reporting_pb2.GetQualityResponse:
         async with status_on_error(context, STATUSES):
-            window = window_of(request.window if request.HasField("window") else None)
-            models = await self._store.quality(window, request.model_version or None)
-        return reporting_pb2.GetQualityResponse(models=[quality_of(model) for model in models])
+            page = quality_page(request, self._page_token_key)
+            figures = await self._store.quality(page)
+        response = reporting_pb2.GetQualityResponse(
+            models=[quality_of(model) for model in figures.models]
+        )
+        if figures.more:
+            last = figures.models[-1]
+            response.next_page_token = encode_quality_page_token(
+                QualityCursor(last.answered_jobs, last.model_version),
+                page.filter,
+                self._page_token_key,
+            )
+        return response
 
     async def ListJobs(
         self, request: reporting_pb2.ListJobsRequest, context: Context

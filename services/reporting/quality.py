@@ -6,16 +6,21 @@ caller's transaction), so the figures of one answer agree with each other.
 
 The judged answers of a window are the succeeded jobs submitted in it that have feedback:
 `answered` is the model's label, `actual` the submitter's. Ratios with no denominator are 0.
+
+Paged by model version, most answers first: the coverage query ranks every version of the
+window (one pass over the window's answered jobs, from the index) and keeps one page after
+the cursor; the other figures are computed for that page's versions only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg import AsyncConnection, sql
 
-from services.reporting.query import Window
+from services.reporting.query import QualityFilter, QualityPage
 
 CALIBRATION_BINS = 10
 """Equal-width confidence bins of the reliability diagram (and of the ECE)."""
@@ -31,7 +36,14 @@ _COVERAGE = sql.SQL(
     "WITH answered AS ({answered}) "
     "SELECT model_version, count(*), count(actual), "
     "COALESCE(avg((answered = actual)::int) FILTER (WHERE actual IS NOT NULL), 0) "
-    "FROM answered GROUP BY model_version ORDER BY count(*) DESC, model_version"
+    "FROM answered GROUP BY model_version {after} "
+    "ORDER BY count(*) DESC, model_version LIMIT %(limit)s"
+)
+
+# The keyset of GetQuality's order (answered jobs DESC, model_version ASC).
+_AFTER = sql.SQL(
+    "HAVING count(*) < %(after_count)s "
+    "OR (count(*) = %(after_count)s AND model_version > %(after_version)s)"
 )
 
 _CONFUSION = sql.SQL(
@@ -102,10 +114,20 @@ class ModelQuality:
     calibration: list[CalibrationBin] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class QualityPageFigures:
+    models: list[ModelQuality]
+    """At most the page's size, in the page's order."""
+    more: bool
+    """Whether versions follow on a next page."""
+
+
 def answered_query(
-    window: Window, model_version: str | None
+    quality_filter: QualityFilter, versions: Sequence[str] | None = None
 ) -> tuple[sql.Composed, dict[str, Any]]:
-    """The answered jobs of the window (with their feedback, if any): every figure's source."""
+    """The answered jobs of the window (with their feedback, if any): every figure's source.
+    `versions` limits them to one page's model versions."""
+    window, model_version = quality_filter.window, quality_filter.model_version
     conditions: list[sql.Composable] = []
     params: dict[str, Any] = {"bins": CALIBRATION_BINS}
     if window.start is not None:
@@ -117,24 +139,37 @@ def answered_query(
     if model_version:
         conditions.append(sql.SQL(" AND jobs.model_version = %(model_version)s"))
         params["model_version"] = model_version
+    if versions is not None:
+        conditions.append(sql.SQL(" AND jobs.model_version = ANY(%(versions)s)"))
+        params["versions"] = list(versions)
     return _ANSWERED.format(conditions=sql.Composed(conditions)), params
 
 
-async def quality(
-    connection: AsyncConnection[Any], window: Window, model_version: str | None = None
-) -> list[ModelQuality]:
-    """Every model version's figures over its answers in `window` (one snapshot: the
-    caller's transaction)."""
-    answered, params = answered_query(window, model_version)
+async def quality(connection: AsyncConnection[Any], page: QualityPage) -> QualityPageFigures:
+    """One page of model versions with their figures over their answers in the page's window
+    (one snapshot: the caller's transaction)."""
+    answered, params = answered_query(page.filter)
+    after: sql.Composable = sql.SQL("")
+    params["limit"] = page.size + 1
+    if page.after is not None:
+        after = _AFTER
+        params["after_count"] = page.after.answered_jobs
+        params["after_version"] = page.after.model_version
+    cursor = await connection.execute(_COVERAGE.format(answered=answered, after=after), params)
+    ranked = list(await cursor.fetchall())
+    models = {
+        str(version): ModelQuality(str(version), int(total), int(judged), float(accuracy))
+        for version, total, judged, accuracy in ranked[: page.size]
+    }
+    more = len(ranked) > page.size
+    if not models:
+        return QualityPageFigures([], more)
+    answered, params = answered_query(page.filter, list(models))
 
     async def rows(statement: sql.SQL) -> list[tuple[Any, ...]]:
         cursor = await connection.execute(statement.format(answered=answered), params)
         return list(await cursor.fetchall())
 
-    models = {
-        str(version): ModelQuality(str(version), int(total), int(judged), float(accuracy))
-        for version, total, judged, accuracy in await rows(_COVERAGE)
-    }
     for version, answered_label, actual, count in await rows(_CONFUSION):
         models[str(version)].confusion.append((str(answered_label), str(actual), int(count)))
     for version, label, precision, recall, f1, support, macro_f1 in await rows(_LABELS):
@@ -156,4 +191,4 @@ async def quality(
             )
         )
         model.expected_calibration_error = float(ece)
-    return list(models.values())
+    return QualityPageFigures(list(models.values()), more)

@@ -1,4 +1,5 @@
-"""ReportingService requests turned into validated queries, and ListJobs page tokens.
+"""ReportingService requests turned into validated queries, and the page tokens of ListJobs
+and GetQuality.
 
 Pure code (no database, no network): everything a client can get wrong is caught here and
 raised as `InvalidRequestError`, which the service maps to INVALID_ARGUMENT.
@@ -9,10 +10,15 @@ arrive: a new job sorts before the cursor, so it can neither push a listed job o
 page (repeat) nor pull an unlisted one back (skip), as OFFSET paging would. A token also
 carries a digest of the filters it was made for; using it with other filters is refused.
 
+GetQuality pages model versions the same way, in its own order (`answered_jobs DESC,
+model_version ASC`): its token holds the last version's count and name, and a digest of the
+window and version filter.
+
 Tokens are authenticated: an HMAC-SHA256 tag (cut to 16 bytes) under the reporting
 service's page-token key follows the payload, so a client can only hand back a token the
-service made. A forged, edited or foreign token gets one answer, whatever was wrong with it
-("the page token is not valid for this query"): the refusal teaches a forger nothing.
+service made. A GetQuality tag covers a purpose prefix too, so one RPC's token is never
+taken by the other. A forged, edited or foreign token gets one answer, whatever was wrong
+with it ("the page token is not valid for this query"): the refusal teaches a forger nothing.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from weather.v1 import job_pb2, reporting_pb2
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 MAX_LABEL_BYTES = 256
+MAX_MODEL_VERSION_BYTES = 256
 MAX_PAGE_TOKEN_CHARS = 512
 """Real tokens are under 100 characters; anything much longer is not one of ours."""
 PAGE_TOKEN_TAG_BYTES = 16
@@ -44,6 +51,10 @@ MIN_TIMESTAMP_SECONDS = -62_135_596_800
 MAX_TIMESTAMP_SECONDS = 253_402_300_799
 MAX_TIMESTAMP_NANOS = 999_999_999
 INVALID_PAGE_TOKEN = "the page token is not valid for this query"
+QUALITY_TOKEN_PURPOSE = b"GetQuality\x00"
+"""Prefixed to a GetQuality token's payload under its tag. ListJobs tags cover the bare
+payload, a serialized ListJobsPageToken, which never starts with these bytes ('G' is no
+valid protobuf tag), so neither RPC can be handed the other's token."""
 
 
 class InvalidRequestError(ValueError):
@@ -96,6 +107,28 @@ class JobsPage:
     after: Cursor | None
 
 
+@dataclass(frozen=True)
+class QualityFilter:
+    window: Window = Window()
+    model_version: str | None = None
+    """Only this model version; None: every version."""
+
+
+@dataclass(frozen=True)
+class QualityCursor:
+    """The last model version of the previous page, and its answer count."""
+
+    answered_jobs: int
+    model_version: str
+
+
+@dataclass(frozen=True)
+class QualityPage:
+    filter: QualityFilter
+    size: int
+    after: QualityCursor | None
+
+
 def window_of(request_window: reporting_pb2.TimeWindow | None) -> Window:
     if request_window is None:
         return Window()
@@ -119,15 +152,8 @@ def jobs_page(
     """Validate a ListJobs request: page size, filters, and the page token against them
     (authenticated with `token_key`). `owner` limits the listing to one owner's jobs, and
     is part of the filters a page token is bound to: a token never pages someone else's."""
-    if request.page_size < 0 or request.page_size > MAX_PAGE_SIZE:
-        raise InvalidRequestError(
-            f"page_size must be between 1 and {MAX_PAGE_SIZE} (0 means {DEFAULT_PAGE_SIZE}); "
-            f"got {request.page_size}"
-        )
-    try:
-        label = checked_key(request.label, "label", MAX_LABEL_BYTES)
-    except InvalidFieldError as error:
-        raise InvalidRequestError(str(error)) from error
+    size = _page_size(request.page_size)
+    label = _checked_key(request.label, "label", MAX_LABEL_BYTES)
     state: str | None = None
     if request.state != job_pb2.JOB_STATE_UNSPECIFIED:
         if request.state not in KIND_OF_JOB_STATE:
@@ -142,7 +168,40 @@ def jobs_page(
     after = (
         decode_page_token(request.page_token, job_filter, token_key) if request.page_token else None
     )
-    return JobsPage(job_filter, request.page_size or DEFAULT_PAGE_SIZE, after)
+    return JobsPage(job_filter, size, after)
+
+
+def quality_page(request: reporting_pb2.GetQualityRequest, token_key: bytes) -> QualityPage:
+    """Validate a GetQuality request: page size, window, version filter, and the page token
+    against them (authenticated with `token_key`)."""
+    size = _page_size(request.page_size)
+    model_version = _checked_key(request.model_version, "model_version", MAX_MODEL_VERSION_BYTES)
+    quality_filter = QualityFilter(
+        window=window_of(request.window if request.HasField("window") else None),
+        model_version=model_version or None,
+    )
+    after = (
+        decode_quality_page_token(request.page_token, quality_filter, token_key)
+        if request.page_token
+        else None
+    )
+    return QualityPage(quality_filter, size, after)
+
+
+def _page_size(requested: int) -> int:
+    if requested < 0 or requested > MAX_PAGE_SIZE:
+        raise InvalidRequestError(
+            f"page_size must be between 1 and {MAX_PAGE_SIZE} (0 means {DEFAULT_PAGE_SIZE}); "
+            f"got {requested}"
+        )
+    return requested or DEFAULT_PAGE_SIZE
+
+
+def _checked_key(value: str, field: str, max_bytes: int) -> str:
+    try:
+        return checked_key(value, field, max_bytes)
+    except InvalidFieldError as error:
+        raise InvalidRequestError(str(error)) from error
 
 
 def filter_digest(job_filter: JobFilter) -> bytes:
@@ -158,24 +217,30 @@ def filter_digest(job_filter: JobFilter) -> bytes:
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).digest()[:8]
 
 
+def quality_filter_digest(quality_filter: QualityFilter) -> bytes:
+    """The fingerprint of a GetQuality request's window and version filter."""
+    window = quality_filter.window
+    parts = (
+        "quality",
+        window.start.isoformat() if window.start else "",
+        window.end.isoformat() if window.end else "",
+        quality_filter.model_version or "",
+    )
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).digest()[:8]
+
+
 def _tag(payload: bytes, token_key: bytes) -> bytes:
     return hmac.new(token_key, payload, hashlib.sha256).digest()[:PAGE_TOKEN_TAG_BYTES]
 
 
-def encode_page_token(cursor: Cursor, job_filter: JobFilter, token_key: bytes) -> str:
-    token = reporting_pb2.ListJobsPageToken(
-        last_submitted_at_micros=_micros(cursor.submitted_at),
-        last_job_id=cursor.job_id,
-        filter_digest=filter_digest(job_filter),
-    )
-    payload = token.SerializeToString()
-    signed = payload + _tag(payload, token_key)
+def _seal(payload: bytes, token_key: bytes, purpose: bytes = b"") -> str:
+    """The payload and its tag as unpadded base64url."""
+    signed = payload + _tag(purpose + payload, token_key)
     return base64.urlsafe_b64encode(signed).rstrip(b"=").decode("ascii")
 
 
-def decode_page_token(page_token: str, job_filter: JobFilter, token_key: bytes) -> Cursor:
-    """The cursor of a token this service made for these filters; anything else is refused
-    with the one fixed message."""
+def _unseal(page_token: str, token_key: bytes, purpose: bytes = b"") -> bytes:
+    """The payload of a token this service sealed for `purpose`, or the one refusal."""
     invalid = InvalidRequestError(INVALID_PAGE_TOKEN)
     if len(page_token) > MAX_PAGE_TOKEN_CHARS or not page_token.isascii():
         raise invalid
@@ -185,12 +250,28 @@ def decode_page_token(page_token: str, job_filter: JobFilter, token_key: bytes) 
         raise invalid from error
     payload, tag = signed[:-PAGE_TOKEN_TAG_BYTES], signed[-PAGE_TOKEN_TAG_BYTES:]
     if len(signed) <= PAGE_TOKEN_TAG_BYTES or not hmac.compare_digest(
-        tag, _tag(payload, token_key)
+        tag, _tag(purpose + payload, token_key)
     ):
         raise invalid
+    return payload
+
+
+def encode_page_token(cursor: Cursor, job_filter: JobFilter, token_key: bytes) -> str:
+    token = reporting_pb2.ListJobsPageToken(
+        last_submitted_at_micros=_micros(cursor.submitted_at),
+        last_job_id=cursor.job_id,
+        filter_digest=filter_digest(job_filter),
+    )
+    return _seal(token.SerializeToString(), token_key)
+
+
+def decode_page_token(page_token: str, job_filter: JobFilter, token_key: bytes) -> Cursor:
+    """The cursor of a token this service made for these filters; anything else is refused
+    with the one fixed message."""
+    invalid = InvalidRequestError(INVALID_PAGE_TOKEN)
     token = reporting_pb2.ListJobsPageToken()
     try:
-        token.ParseFromString(payload)
+        token.ParseFromString(_unseal(page_token, token_key))
     except DecodeError as error:
         raise invalid from error
     # Signed by us, so these hold; checked anyway, since a leaked key must not become a
@@ -202,6 +283,39 @@ def decode_page_token(page_token: str, job_filter: JobFilter, token_key: bytes) 
     except OverflowError as error:
         raise invalid from error
     return Cursor(submitted_at, token.last_job_id)
+
+
+def encode_quality_page_token(
+    cursor: QualityCursor, quality_filter: QualityFilter, token_key: bytes
+) -> str:
+    token = reporting_pb2.GetQualityPageToken(
+        last_answered_jobs=cursor.answered_jobs,
+        last_model_version=cursor.model_version,
+        filter_digest=quality_filter_digest(quality_filter),
+    )
+    return _seal(token.SerializeToString(), token_key, QUALITY_TOKEN_PURPOSE)
+
+
+def decode_quality_page_token(
+    page_token: str, quality_filter: QualityFilter, token_key: bytes
+) -> QualityCursor:
+    """The cursor of a GetQuality token this service made for this window and version
+    filter; anything else (a ListJobs token too) gets the one fixed refusal."""
+    invalid = InvalidRequestError(INVALID_PAGE_TOKEN)
+    token = reporting_pb2.GetQualityPageToken()
+    try:
+        token.ParseFromString(_unseal(page_token, token_key, QUALITY_TOKEN_PURPOSE))
+    except DecodeError as error:
+        raise invalid from error
+    version = token.last_model_version
+    if (
+        token.last_answered_jobs < 1
+        or "\x00" in version
+        or len(version.encode("utf-8")) > MAX_MODEL_VERSION_BYTES
+        or token.filter_digest != quality_filter_digest(quality_filter)
+    ):
+        raise invalid
+    return QualityCursor(token.last_answered_jobs, version)
 
 
 def _micros(moment: datetime) -> int:

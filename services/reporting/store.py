@@ -28,8 +28,8 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from meshkit.job_events import any_event_kind
 from meshkit.job_states import FEEDBACK_KIND
-from services.reporting.quality import ModelQuality, answered_query, quality
-from services.reporting.query import JobFilter, JobsPage, Window
+from services.reporting.quality import QualityPageFigures, answered_query, quality
+from services.reporting.query import JobFilter, JobsPage, QualityFilter, QualityPage, Window
 from weather.v1 import events_pb2
 
 logger = logging.getLogger(__name__)
@@ -324,21 +324,22 @@ class JobStore:
         except UNAVAILABLE_ERRORS as error:
             raise StoreUnavailableError(f"PostgreSQL unavailable: {error}") from error
 
-    async def quality(self, window: Window, model_version: str | None) -> list[ModelQuality]:
-        """Quality per model version over the answers submitted in `window`, one snapshot."""
+    async def quality(self, page: QualityPage) -> QualityPageFigures:
+        """One page of quality per model version over the answers submitted in the page's
+        window, from one snapshot."""
         try:
             async with (
                 self._pool.connection(timeout=self._timeout) as connection,
                 connection.transaction(),
             ):
                 await connection.execute(SNAPSHOT)
-                return await quality(connection, window, model_version)
+                return await quality(connection, page)
         except UNAVAILABLE_ERRORS as error:
             raise StoreUnavailableError(f"PostgreSQL unavailable: {error}") from error
 
     async def explain_quality(self, window: Window) -> str:
         """The plan of the judged answers' scan, the part that grows with the jobs."""
-        answered, params = answered_query(window, None)
+        answered, params = answered_query(QualityFilter(window))
         try:
             async with self._pool.connection(timeout=self._timeout) as connection:
                 cursor = await connection.execute(sql.SQL("EXPLAIN ") + answered, params)

@@ -71,9 +71,24 @@ def generated() -> Iterator[tuple[str, str, Message]]:
         )
         yield f"ListJobs label {name}", LIST_JOBS, reporting_pb2.ListJobsRequest(label=value)
         yield f"ListJobs token {name}", LIST_JOBS, reporting_pb2.ListJobsRequest(page_token=value)
+        yield (
+            f"GetQuality model_version {name}",
+            GET_QUALITY,
+            reporting_pb2.GetQualityRequest(model_version=value),
+        )
+        yield (
+            f"GetQuality token {name}",
+            GET_QUALITY,
+            reporting_pb2.GetQualityRequest(page_token=value),
+        )
     yield "GetJob well-formed unknown id", GET_JOB, dispatcher_pb2.GetJobRequest(job_id="0" * 32)
     for size in (-1, 101, 2**31 - 1):
         yield f"ListJobs page_size {size}", LIST_JOBS, reporting_pb2.ListJobsRequest(page_size=size)
+        yield (
+            f"GetQuality page_size {size}",
+            GET_QUALITY,
+            reporting_pb2.GetQualityRequest(page_size=size),
+        )
     yield "ListJobs unknown state 99", LIST_JOBS, reporting_pb2.ListJobsRequest(state=99)  # type: ignore[arg-type]
     forged = base64.urlsafe_b64encode(
         reporting_pb2.ListJobsPageToken(
@@ -84,6 +99,16 @@ def generated() -> Iterator[tuple[str, str, Message]]:
         "ListJobs forged token (NUL id)",
         LIST_JOBS,
         reporting_pb2.ListJobsRequest(page_token=forged.decode()),
+    )
+    forged_quality = base64.urlsafe_b64encode(
+        reporting_pb2.GetQualityPageToken(
+            last_model_version="\x00", last_answered_jobs=-1
+        ).SerializeToString()
+    ).rstrip(b"=")
+    yield (
+        "GetQuality forged token (NUL version)",
+        GET_QUALITY,
+        reporting_pb2.GetQualityRequest(page_token=forged_quality.decode()),
     )
     for name, window in {
         "start past year 9999": _window(MAX_TIMESTAMP_SECONDS),

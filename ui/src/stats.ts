@@ -69,9 +69,23 @@ function stateCount(stats: GetStatsResponse, state: JobState): string {
   return String(found?.count ?? 0n);
 }
 
-/** The Stats view: GetStats over all jobs, with the per-label chart. */
+/** The Stats view: GetStats over all jobs, with the per-label chart, and GetQuality a page of
+ * model versions at a time (most answers first), "More model versions" fetching the next. */
 export function setupStats(api: Api): { load: () => Promise<void> } {
   const error = byId("stats-error");
+  const more = byId<HTMLButtonElement>("stats-quality-more");
+  /** The token of the next quality page; "" when the last page is shown. */
+  let qualityToken = "";
+
+  async function loadQuality(pageToken: string): Promise<void> {
+    const quality = await api.reporting.getQuality({ pageToken });
+    const cards = quality.models.map(qualityCard);
+    if (pageToken) byId("stats-quality").append(...cards);
+    else byId("stats-quality").replaceChildren(...cards);
+    byId("stats-quality-empty").hidden = byId("stats-quality").childElementCount > 0;
+    qualityToken = quality.nextPageToken;
+    more.hidden = !qualityToken;
+  }
 
   async function load(): Promise<void> {
     hide(error);
@@ -96,14 +110,25 @@ export function setupStats(api: Api): { load: () => Promise<void> } {
           return item;
         }),
       );
-      const quality = await api.reporting.getQuality({});
-      byId("stats-quality").replaceChildren(...quality.models.map(qualityCard));
-      byId("stats-quality-empty").hidden = quality.models.length > 0;
+      await loadQuality("");
     } catch (failure) {
       show(error, describeError(failure, "load the stats"));
     }
   }
 
+  async function loadMore(): Promise<void> {
+    hide(error);
+    more.disabled = true;
+    try {
+      await loadQuality(qualityToken);
+    } catch (failure) {
+      show(error, describeError(failure, "load more model versions"));
+    } finally {
+      more.disabled = false;
+    }
+  }
+
   byId("stats-refresh").addEventListener("click", () => void load());
+  more.addEventListener("click", () => void loadMore());
   return { load };
 }

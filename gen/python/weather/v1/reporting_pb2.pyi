@@ -297,8 +297,16 @@ class GetQualityRequest(_message.Message):
 
     WINDOW_FIELD_NUMBER: _builtins.int
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     model_version: _builtins.str
-    """Optional; every model version when empty."""
+    """Optional; every model version when empty. At most 256 bytes, no NUL."""
+    page_size: _builtins.int
+    """How many model versions per page: 1..100; 20 when 0. INVALID_ARGUMENT outside that range."""
+    page_token: _builtins.str
+    """From a previous GetQualityResponse made for the same window and model_version; empty
+    for the first page. INVALID_ARGUMENT for any other token.
+    """
     @_builtins.property
     def window(self) -> Global___TimeWindow:
         """Optional; all jobs when unset. On the jobs' submission time, as in GetStats."""
@@ -308,14 +316,49 @@ class GetQualityRequest(_message.Message):
         *,
         window: Global___TimeWindow | None = ...,
         model_version: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["window", b"window"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_version", b"model_version", "window", b"window"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_version", b"model_version", "page_size", b"page_size", "page_token", b"page_token", "window", b"window"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetQualityRequest: _TypeAlias = GetQualityRequest  # noqa: Y015
+
+@_typing.final
+class GetQualityPageToken(_message.Message):
+    """What a GetQuality `page_token` holds: where the previous page ended in the listing's order
+    (answered_jobs DESC, model_version ASC), and a digest of the window and model version it
+    was made for. Opaque to clients and authenticated like ListJobsPageToken.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LAST_ANSWERED_JOBS_FIELD_NUMBER: _builtins.int
+    LAST_MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    FILTER_DIGEST_FIELD_NUMBER: _builtins.int
+    last_answered_jobs: _builtins.int
+    """answered_jobs of the last model version on the previous page."""
+    last_model_version: _builtins.str
+    """The last model version on the previous page (the tie-breaker)."""
+    filter_digest: _builtins.bytes
+    """Digest of the request's window and model_version."""
+    def __init__(
+        self,
+        *,
+        last_answered_jobs: _builtins.int = ...,
+        last_model_version: _builtins.str = ...,
+        filter_digest: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter_digest", b"filter_digest", "last_answered_jobs", b"last_answered_jobs", "last_model_version", b"last_model_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetQualityPageToken: _TypeAlias = GetQualityPageToken  # noqa: Y015
 
 @_typing.final
 class ConfusionCell(_message.Message):
@@ -479,18 +522,27 @@ class GetQualityResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MODELS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
     @_builtins.property
     def models(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelQuality]:
-        """One entry per model version with answers in the window, most answers first."""
+        """One entry per model version with answers in the window, most answers first (then by
+        version name), at most page_size of them. The order is by the counts when each page is
+        read: while jobs still arrive in the window, a version whose count overtakes the
+        previous page's last one may be missed or listed twice; once the window's jobs have all
+        finished, the pages are steady.
+        """
 
     def __init__(
         self,
         *,
         models: _abc.Iterable[Global___ModelQuality] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["models", b"models"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["models", b"models", "next_page_token", b"next_page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -72,7 +72,8 @@ class ReportingServiceServicer:
 
     def GetQuality(self, request, context):
         """How right each model version was, judged by its submitters' feedback (GiveFeedback),
-        over the jobs submitted inside a time window. Operators only, like GetStats.
+        over the jobs submitted inside a time window, a page of model versions at a time.
+        Operators only, like GetStats.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -39,7 +39,8 @@ class ReportingServiceStub:
     """Job history, newest first, with a cursor that stays stable while jobs arrive."""
     GetQuality: _grpc.UnaryUnaryMultiCallable[_reporting_pb2.GetQualityRequest, _reporting_pb2.GetQualityResponse]
     """How right each model version was, judged by its submitters' feedback (GiveFeedback),
-    over the jobs submitted inside a time window. Operators only, like GetStats.
+    over the jobs submitted inside a time window, a page of model versions at a time.
+    Operators only, like GetStats.
     """
 
 @_typing.type_check_only
@@ -53,7 +54,8 @@ class ReportingServiceAsyncStub(ReportingServiceStub):
     """Job history, newest first, with a cursor that stays stable while jobs arrive."""
     GetQuality: _aio.UnaryUnaryMultiCallable[_reporting_pb2.GetQualityRequest, _reporting_pb2.GetQualityResponse]  # type: ignore[assignment]
     """How right each model version was, judged by its submitters' feedback (GiveFeedback),
-    over the jobs submitted inside a time window. Operators only, like GetStats.
+    over the jobs submitted inside a time window, a page of model versions at a time.
+    Operators only, like GetStats.
     """
 
 class ReportingServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -82,7 +84,8 @@ class ReportingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_reporting_pb2.GetQualityResponse, _abc.Awaitable[_reporting_pb2.GetQualityResponse]]:
         """How right each model version was, judged by its submitters' feedback (GiveFeedback),
-        over the jobs submitted inside a time window. Operators only, like GetStats.
+        over the jobs submitted inside a time window, a page of model versions at a time.
+        Operators only, like GetStats.
         """
 
 def add_ReportingServiceServicer_to_server(servicer: ReportingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -240,6 +240,85 @@ async def _invalid_requests_are_invalid_argument(
     assert list(hostile.jobs) == []
 
 
+async def test_get_quality_pages_model_versions_and_refuses_tokens_it_did_not_make(
+    start_service: StartService,
+    nats_server: Any,
+    fresh_database: str,
+    jetstream: JetStreamContext,
+    job_events: JobEvents,
+    operator: Metadata,
+) -> None:
+    """Five model versions (5, 4, 3, 2, 1 answers, each with one judged answer) paged two at
+    a time over gRPC, most answers first; every refusal is INVALID_ARGUMENT."""
+    service = start_service("reporting", nats_url=nats_server.url, database_url=fresh_database)
+    await asyncio.to_thread(service.wait_for_health, SERVING)
+    base = datetime.now(UTC) - timedelta(hours=1)
+    versions = [f"sha256:{index:012x}" for index in range(1, 6)]
+    events: list[events_pb2.JobEvent] = []
+    for rank, version in enumerate(versions):
+        for n in range(5 - rank):
+            job = job_events(submitted_at=base + timedelta(seconds=n))
+            events += [job.queued(), job.succeeded("rain", model_version=version)]
+            if n == 0:  # the first answer judged: right for even ranks, wrong for odd ones
+                events.append(job.feedback("rain" if rank % 2 == 0 else "shine", "rain"))
+    await _publish_all(jetstream, events)
+
+    async def recorded() -> Any:
+        counts = await _counts(fresh_database)
+        return counts == (15, len(events), 0) or counts
+
+    await _until(recorded, 60, "recording 15 jobs and their feedback")
+    async with signed_in_channel(service.address, operator) as channel:
+        stub = reporting_pb2_grpc.ReportingServiceStub(channel)
+        request = reporting_pb2.GetQualityRequest(page_size=2)
+        request.window.start.FromDatetime(base)
+        pages: list[list[tuple[str, int, int, float]]] = []
+        tokens: list[str] = []
+        while True:
+            page = await stub.GetQuality(request, timeout=10)
+            pages.append(
+                [(m.model_version, m.answered_jobs, m.judged_jobs, m.accuracy) for m in page.models]
+            )
+            if not page.next_page_token:
+                break
+            tokens.append(page.next_page_token)
+            request.page_token = page.next_page_token
+        assert pages == [
+            [(versions[0], 5, 1, 1.0), (versions[1], 4, 1, 0.0)],
+            [(versions[2], 3, 1, 1.0), (versions[3], 2, 1, 0.0)],
+            [(versions[4], 1, 1, 1.0)],
+        ]
+        whole = await stub.GetQuality(reporting_pb2.GetQualityRequest(), timeout=10)
+        assert [m.model_version for m in whole.models] == versions
+        assert not whole.next_page_token
+
+        jobs_token = (
+            await stub.ListJobs(reporting_pb2.ListJobsRequest(page_size=1), timeout=10)
+        ).next_page_token
+        assert jobs_token
+        other_window = reporting_pb2.GetQualityRequest(page_token=tokens[0])
+        other_version = reporting_pb2.GetQualityRequest(
+            page_token=tokens[0], model_version=versions[0], window=request.window
+        )
+        for refused in (
+            reporting_pb2.GetQualityRequest(page_size=101),
+            reporting_pb2.GetQualityRequest(page_size=-1),
+            reporting_pb2.GetQualityRequest(model_version="sha256:\x00"),
+            reporting_pb2.GetQualityRequest(page_token="definitely not a token"),
+            reporting_pb2.GetQualityRequest(page_token=jobs_token),
+            other_window,
+            other_version,
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await stub.GetQuality(refused, timeout=10)
+            assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, refused
+            assert raised.value.details()
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.ListJobs(reporting_pb2.ListJobsRequest(page_token=tokens[0]), timeout=10)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert await asyncio.to_thread(service.terminate) == 0
+
+
 async def test_postgres_outage_pauses_ingest_and_every_job_lands_once_after(
     start_service: StartService,
     nats_server: Any,

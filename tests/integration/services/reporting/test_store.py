@@ -11,8 +11,17 @@ from typing import Any
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+from meshkit.contract_constants import LABELS
 from services.reporting.quality import CALIBRATION_BINS
-from services.reporting.query import Cursor, JobFilter, JobsPage, Window
+from services.reporting.query import (
+    Cursor,
+    JobFilter,
+    JobsPage,
+    QualityCursor,
+    QualityFilter,
+    QualityPage,
+    Window,
+)
 from services.reporting.store import JobStore, StoreRejectedError, event_record
 
 JobEvents = Any  # the `job_events` fixture's builder class (see conftest.py)
@@ -347,7 +356,9 @@ async def test_quality_figures_equal_the_figures_computed_by_hand(
     ]
     await store.record(records[::-1])
 
-    figures = {model.model_version: model for model in await store.quality(window, None)}
+    page = await store.quality(QualityPage(QualityFilter(window), 100, None))
+    assert not page.more
+    figures = {model.model_version: model for model in page.models}
     assert list(figures) == ["sha256:aaaaaaaaaaaa", "sha256:bbbbbbbbbbbb"]  # most answers first
     for version, version_answers in answers.items():
         expected, model = _by_hand(version_answers), figures[version]
@@ -374,8 +385,62 @@ async def test_quality_figures_equal_the_figures_computed_by_hand(
         for index, figures_of_bin in expected["calibration"].items():
             assert calibration[index] == pytest.approx(figures_of_bin), index
         assert model.expected_calibration_error == pytest.approx(expected["ece"])
-    only_b = await store.quality(window, "sha256:bbbbbbbbbbbb")
-    assert [model.model_version for model in only_b] == ["sha256:bbbbbbbbbbbb"]
+    only_b = await store.quality(
+        QualityPage(QualityFilter(window, "sha256:bbbbbbbbbbbb"), 100, None)
+    )
+    assert [model.model_version for model in only_b.models] == ["sha256:bbbbbbbbbbbb"]
+
+
+async def test_quality_pages_through_model_versions_most_answers_first(
+    store: JobStore, job_events: JobEvents
+) -> None:
+    """Seven versions, two pairs tied on answers: pages of two, then three, follow the
+    keyset (answers DESC, version ASC) with no version repeated or skipped, and each
+    version's figures are those of the one-page listing."""
+    window = Window(BASE, BASE + timedelta(days=1))
+    answers = {"sha256:v1": 5, "sha256:v2": 3, "sha256:v3": 3, "sha256:v4": 4}
+    answers |= {"sha256:v5": 1, "sha256:v6": 2, "sha256:v7": 2}
+    records = []
+    for version, count in answers.items():
+        for n in range(count):
+            job = job_events(submitted_at=BASE + timedelta(minutes=n))
+            answered = LABELS[n % len(LABELS)]
+            records.append(event_record(job.succeeded(answered, model_version=version)))
+            if n % 2 == 0:  # every other answer judged, every judged one of v1 wrong
+                actual = LABELS[(n + 1) % len(LABELS)] if version == "sha256:v1" else answered
+                records.append(event_record(job.feedback(actual, answered), n + 1))
+    outside = job_events(submitted_at=BASE - timedelta(days=1))
+    records.append(event_record(outside.succeeded(model_version="sha256:v0")))
+    await store.record(records)
+
+    whole = await store.quality(QualityPage(QualityFilter(window), 100, None))
+    expected = ["sha256:v1", "sha256:v4", "sha256:v2", "sha256:v3", "sha256:v6", "sha256:v7"]
+    assert [model.model_version for model in whole.models] == [*expected, "sha256:v5"]
+    assert not whole.more
+    by_version = {model.model_version: model for model in whole.models}
+    assert by_version["sha256:v1"].accuracy == 0.0
+    assert by_version["sha256:v4"].accuracy == 1.0
+
+    for size in (2, 3):
+        listed = []
+        after = None
+        while True:
+            page = await store.quality(QualityPage(QualityFilter(window), size, after))
+            assert 1 <= len(page.models) <= size
+            listed += page.models
+            if not page.more:
+                break
+            last = page.models[-1]
+            after = QualityCursor(last.answered_jobs, last.model_version)
+        assert listed == whole.models, size
+
+    single = QualityFilter(window, "sha256:v3")
+    only = await store.quality(QualityPage(single, 1, None))
+    assert ([m.model_version for m in only.models], only.more) == (["sha256:v3"], False)
+    past_the_end = await store.quality(
+        QualityPage(QualityFilter(window), 5, QualityCursor(1, "sha256:v5"))
+    )
+    assert (past_the_end.models, past_the_end.more) == ([], False)
 
 
 async def test_quality_reads_a_window_through_an_index(

@@ -1,4 +1,4 @@
-"""ListJobs/GetStats request validation and page tokens, without a database."""
+"""ListJobs/GetStats/GetQuality request validation and page tokens, without a database."""
 
 from __future__ import annotations
 
@@ -13,9 +13,15 @@ from services.reporting.query import (
     Cursor,
     InvalidRequestError,
     JobFilter,
+    QualityCursor,
+    QualityFilter,
+    Window,
     decode_page_token,
+    decode_quality_page_token,
     encode_page_token,
+    encode_quality_page_token,
     jobs_page,
+    quality_page,
     stats_window,
 )
 from weather.v1 import job_pb2, reporting_pb2
@@ -135,3 +141,63 @@ def test_window_timestamps_outside_the_timestamp_range_name_the_field(
     request.window.end.nanos = nanos
     with pytest.raises(InvalidRequestError, match=r"window\.end must be between 0001-01-01"):
         stats_window(request)
+
+
+def _quality_request(**fields: object) -> reporting_pb2.GetQualityRequest:
+    request = reporting_pb2.GetQualityRequest(**fields)  # type: ignore[arg-type]
+    request.window.start.FromDatetime(MOMENT)
+    return request
+
+
+def test_quality_page_size_zero_means_the_default_and_bounds_hold() -> None:
+    assert quality_page(reporting_pb2.GetQualityRequest(), KEY).size == DEFAULT_PAGE_SIZE
+    assert quality_page(reporting_pb2.GetQualityRequest(page_size=100), KEY).size == 100
+    for size in (-1, 101, 2**31 - 1):
+        with pytest.raises(InvalidRequestError, match="page_size"):
+            quality_page(reporting_pb2.GetQualityRequest(page_size=size), KEY)
+
+
+@pytest.mark.parametrize("model_version", ["sha256:\x00", "x" * 257])
+def test_model_versions_no_database_can_hold_are_invalid(model_version: str) -> None:
+    with pytest.raises(InvalidRequestError, match="model_version"):
+        quality_page(reporting_pb2.GetQualityRequest(model_version=model_version), KEY)
+
+
+def test_a_quality_page_token_resumes_after_its_version_for_its_own_window_only() -> None:
+    request = _quality_request(page_size=2)
+    page = quality_page(request, KEY)
+    assert page.filter == QualityFilter(Window(MOMENT), None)
+    cursor = QualityCursor(7, "sha256:3f2a9c0d1e4b")
+    token = encode_quality_page_token(cursor, page.filter, KEY)
+    assert "=" not in token
+    assert quality_page(_quality_request(page_size=2, page_token=token), KEY).after == cursor
+    other_window = reporting_pb2.GetQualityRequest(page_token=token)
+    other_version = _quality_request(page_token=token, model_version="sha256:3f2a9c0d1e4b")
+    for request in (other_window, other_version):
+        with pytest.raises(InvalidRequestError, match=INVALID_PAGE_TOKEN):
+            quality_page(request, KEY)
+
+
+def test_a_list_jobs_token_is_no_quality_token_and_the_other_way_round() -> None:
+    jobs_token = encode_page_token(Cursor(MOMENT, "d" * 32), JobFilter(), KEY)
+    quality_token = encode_quality_page_token(QualityCursor(1, "sha256:0"), QualityFilter(), KEY)
+    with pytest.raises(InvalidRequestError, match=INVALID_PAGE_TOKEN):
+        decode_quality_page_token(jobs_token, QualityFilter(), KEY)
+    with pytest.raises(InvalidRequestError, match=INVALID_PAGE_TOKEN):
+        decode_page_token(quality_token, JobFilter(), KEY)
+
+
+def test_quality_tokens_are_refused_when_edited_foreign_or_carrying_what_no_page_ends_on() -> None:
+    quality_filter = QualityFilter()
+    token = encode_quality_page_token(QualityCursor(3, "sha256:a"), quality_filter, KEY)
+    raw = bytearray(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    raw[2] ^= 0x01
+    edited = base64.urlsafe_b64encode(bytes(raw)).decode()
+    foreign = encode_quality_page_token(QualityCursor(3, "sha256:a"), quality_filter, b"x" * 32)
+    signed_odd = [
+        encode_quality_page_token(cursor, quality_filter, KEY)
+        for cursor in (QualityCursor(0, "sha256:a"), QualityCursor(3, "a\x00b"))
+    ]
+    for bad in (edited, foreign, token + "A" * 600, "' OR 1=1 --", *signed_odd):
+        with pytest.raises(InvalidRequestError, match=INVALID_PAGE_TOKEN):
+            decode_quality_page_token(bad, quality_filter, KEY)

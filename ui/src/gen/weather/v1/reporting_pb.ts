@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file weather/v1/reporting.proto.
  */
 export const file_weather_v1_reporting: GenFile = /*@__PURE__*/
-  fileDesc("Chp3ZWF0aGVyL3YxL3JlcG9ydGluZy5wcm90bxIKd2VhdGhlci52MSJgCgpUaW1lV2luZG93EikKBXN0YXJ0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBInCgNlbmQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjkKD0dldFN0YXRzUmVxdWVzdBImCgZ3aW5kb3cYASABKAsyFi53ZWF0aGVyLnYxLlRpbWVXaW5kb3ciKgoKTGFiZWxDb3VudBINCgVsYWJlbBgBIAEoCRINCgVjb3VudBgCIAEoAyJACgpTdGF0ZUNvdW50EiMKBXN0YXRlGAEgASgOMhQud2VhdGhlci52MS5Kb2JTdGF0ZRINCgVjb3VudBgCIAEoAyI5ChFNb2RlbFZlcnNpb25Db3VudBIVCg1tb2RlbF92ZXJzaW9uGAEgASgJEg0KBWNvdW50GAIgASgDIkQKEkxhdGVuY3lQZXJjZW50aWxlcxIOCgZwNTBfbXMYASABKAESDgoGcDk1X21zGAIgASgBEg4KBnA5OV9tcxgDIAEoASLwAQoQR2V0U3RhdHNSZXNwb25zZRISCgp0b3RhbF9qb2JzGAEgASgDEiwKDGxhYmVsX2NvdW50cxgCIAMoCzIWLndlYXRoZXIudjEuTGFiZWxDb3VudBIsCgxzdGF0ZV9jb3VudHMYAyADKAsyFi53ZWF0aGVyLnYxLlN0YXRlQ291bnQSOwoUbW9kZWxfdmVyc2lvbl9jb3VudHMYBCADKAsyHS53ZWF0aGVyLnYxLk1vZGVsVmVyc2lvbkNvdW50Ei8KB2xhdGVuY3kYBSABKAsyHi53ZWF0aGVyLnYxLkxhdGVuY3lQZXJjZW50aWxlcyKUAQoPTGlzdEpvYnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEg0KBWxhYmVsGAMgASgJEiMKBXN0YXRlGAQgASgOMhQud2VhdGhlci52MS5Kb2JTdGF0ZRImCgZ3aW5kb3cYBSABKAsyFi53ZWF0aGVyLnYxLlRpbWVXaW5kb3ciSgoQTGlzdEpvYnNSZXNwb25zZRIdCgRqb2JzGAEgAygLMg8ud2VhdGhlci52MS5Kb2ISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJImEKEUxpc3RKb2JzUGFnZVRva2VuEiAKGGxhc3Rfc3VibWl0dGVkX2F0X21pY3JvcxgBIAEoAxITCgtsYXN0X2pvYl9pZBgCIAEoCRIVCg1maWx0ZXJfZGlnZXN0GAMgASgMIlIKEUdldFF1YWxpdHlSZXF1ZXN0EiYKBndpbmRvdxgBIAEoCzIWLndlYXRoZXIudjEuVGltZVdpbmRvdxIVCg1tb2RlbF92ZXJzaW9uGAIgASgJIkwKDUNvbmZ1c2lvbkNlbGwSFgoOYW5zd2VyZWRfbGFiZWwYASABKAkSFAoMYWN0dWFsX2xhYmVsGAIgASgJEg0KBWNvdW50GAMgASgDIl0KDExhYmVsUXVhbGl0eRINCgVsYWJlbBgBIAEoCRIRCglwcmVjaXNpb24YAiABKAESDgoGcmVjYWxsGAMgASgBEgoKAmYxGAQgASgBEg8KB3N1cHBvcnQYBSABKAMiewoOQ2FsaWJyYXRpb25CaW4SFgoOY29uZmlkZW5jZV9sb3cYASABKAESFwoPY29uZmlkZW5jZV9oaWdoGAIgASgBEg0KBWNvdW50GAMgASgDEhcKD21lYW5fY29uZmlkZW5jZRgEIAEoARIQCghhY2N1cmFjeRgFIAEoASKiAgoMTW9kZWxRdWFsaXR5EhUKDW1vZGVsX3ZlcnNpb24YASABKAkSFQoNYW5zd2VyZWRfam9icxgCIAEoAxITCgtqdWRnZWRfam9icxgDIAEoAxIQCghhY2N1cmFjeRgEIAEoARIQCghtYWNyb19mMRgFIAEoARIsCgljb25mdXNpb24YBiADKAsyGS53ZWF0aGVyLnYxLkNvbmZ1c2lvbkNlbGwSKAoGbGFiZWxzGAcgAygLMhgud2VhdGhlci52MS5MYWJlbFF1YWxpdHkSLwoLY2FsaWJyYXRpb24YCCADKAsyGi53ZWF0aGVyLnYxLkNhbGlicmF0aW9uQmluEiIKGmV4cGVjdGVkX2NhbGlicmF0aW9uX2Vycm9yGAkgASgBIj4KEkdldFF1YWxpdHlSZXNwb25zZRIoCgZtb2RlbHMYASADKAsyGC53ZWF0aGVyLnYxLk1vZGVsUXVhbGl0eTLtAQoQUmVwb3J0aW5nU2VydmljZRJFCghHZXRTdGF0cxIbLndlYXRoZXIudjEuR2V0U3RhdHNSZXF1ZXN0Ghwud2VhdGhlci52MS5HZXRTdGF0c1Jlc3BvbnNlEkUKCExpc3RKb2JzEhsud2VhdGhlci52MS5MaXN0Sm9ic1JlcXVlc3QaHC53ZWF0aGVyLnYxLkxpc3RKb2JzUmVzcG9uc2USSwoKR2V0UXVhbGl0eRIdLndlYXRoZXIudjEuR2V0UXVhbGl0eVJlcXVlc3QaHi53ZWF0aGVyLnYxLkdldFF1YWxpdHlSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_weather_v1_job]);
+  fileDesc("Chp3ZWF0aGVyL3YxL3JlcG9ydGluZy5wcm90bxIKd2VhdGhlci52MSJgCgpUaW1lV2luZG93EikKBXN0YXJ0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBInCgNlbmQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjkKD0dldFN0YXRzUmVxdWVzdBImCgZ3aW5kb3cYASABKAsyFi53ZWF0aGVyLnYxLlRpbWVXaW5kb3ciKgoKTGFiZWxDb3VudBINCgVsYWJlbBgBIAEoCRINCgVjb3VudBgCIAEoAyJACgpTdGF0ZUNvdW50EiMKBXN0YXRlGAEgASgOMhQud2VhdGhlci52MS5Kb2JTdGF0ZRINCgVjb3VudBgCIAEoAyI5ChFNb2RlbFZlcnNpb25Db3VudBIVCg1tb2RlbF92ZXJzaW9uGAEgASgJEg0KBWNvdW50GAIgASgDIkQKEkxhdGVuY3lQZXJjZW50aWxlcxIOCgZwNTBfbXMYASABKAESDgoGcDk1X21zGAIgASgBEg4KBnA5OV9tcxgDIAEoASLwAQoQR2V0U3RhdHNSZXNwb25zZRISCgp0b3RhbF9qb2JzGAEgASgDEiwKDGxhYmVsX2NvdW50cxgCIAMoCzIWLndlYXRoZXIudjEuTGFiZWxDb3VudBIsCgxzdGF0ZV9jb3VudHMYAyADKAsyFi53ZWF0aGVyLnYxLlN0YXRlQ291bnQSOwoUbW9kZWxfdmVyc2lvbl9jb3VudHMYBCADKAsyHS53ZWF0aGVyLnYxLk1vZGVsVmVyc2lvbkNvdW50Ei8KB2xhdGVuY3kYBSABKAsyHi53ZWF0aGVyLnYxLkxhdGVuY3lQZXJjZW50aWxlcyKUAQoPTGlzdEpvYnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEg0KBWxhYmVsGAMgASgJEiMKBXN0YXRlGAQgASgOMhQud2VhdGhlci52MS5Kb2JTdGF0ZRImCgZ3aW5kb3cYBSABKAsyFi53ZWF0aGVyLnYxLlRpbWVXaW5kb3ciSgoQTGlzdEpvYnNSZXNwb25zZRIdCgRqb2JzGAEgAygLMg8ud2VhdGhlci52MS5Kb2ISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJImEKEUxpc3RKb2JzUGFnZVRva2VuEiAKGGxhc3Rfc3VibWl0dGVkX2F0X21pY3JvcxgBIAEoAxITCgtsYXN0X2pvYl9pZBgCIAEoCRIVCg1maWx0ZXJfZGlnZXN0GAMgASgMInkKEUdldFF1YWxpdHlSZXF1ZXN0EiYKBndpbmRvdxgBIAEoCzIWLndlYXRoZXIudjEuVGltZVdpbmRvdxIVCg1tb2RlbF92ZXJzaW9uGAIgASgJEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJImQKE0dldFF1YWxpdHlQYWdlVG9rZW4SGgoSbGFzdF9hbnN3ZXJlZF9qb2JzGAEgASgDEhoKEmxhc3RfbW9kZWxfdmVyc2lvbhgCIAEoCRIVCg1maWx0ZXJfZGlnZXN0GAMgASgMIkwKDUNvbmZ1c2lvbkNlbGwSFgoOYW5zd2VyZWRfbGFiZWwYASABKAkSFAoMYWN0dWFsX2xhYmVsGAIgASgJEg0KBWNvdW50GAMgASgDIl0KDExhYmVsUXVhbGl0eRINCgVsYWJlbBgBIAEoCRIRCglwcmVjaXNpb24YAiABKAESDgoGcmVjYWxsGAMgASgBEgoKAmYxGAQgASgBEg8KB3N1cHBvcnQYBSABKAMiewoOQ2FsaWJyYXRpb25CaW4SFgoOY29uZmlkZW5jZV9sb3cYASABKAESFwoPY29uZmlkZW5jZV9oaWdoGAIgASgBEg0KBWNvdW50GAMgASgDEhcKD21lYW5fY29uZmlkZW5jZRgEIAEoARIQCghhY2N1cmFjeRgFIAEoASKiAgoMTW9kZWxRdWFsaXR5EhUKDW1vZGVsX3ZlcnNpb24YASABKAkSFQoNYW5zd2VyZWRfam9icxgCIAEoAxITCgtqdWRnZWRfam9icxgDIAEoAxIQCghhY2N1cmFjeRgEIAEoARIQCghtYWNyb19mMRgFIAEoARIsCgljb25mdXNpb24YBiADKAsyGS53ZWF0aGVyLnYxLkNvbmZ1c2lvbkNlbGwSKAoGbGFiZWxzGAcgAygLMhgud2VhdGhlci52MS5MYWJlbFF1YWxpdHkSLwoLY2FsaWJyYXRpb24YCCADKAsyGi53ZWF0aGVyLnYxLkNhbGlicmF0aW9uQmluEiIKGmV4cGVjdGVkX2NhbGlicmF0aW9uX2Vycm9yGAkgASgBIlcKEkdldFF1YWxpdHlSZXNwb25zZRIoCgZtb2RlbHMYASADKAsyGC53ZWF0aGVyLnYxLk1vZGVsUXVhbGl0eRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAky7QEKEFJlcG9ydGluZ1NlcnZpY2USRQoIR2V0U3RhdHMSGy53ZWF0aGVyLnYxLkdldFN0YXRzUmVxdWVzdBocLndlYXRoZXIudjEuR2V0U3RhdHNSZXNwb25zZRJFCghMaXN0Sm9icxIbLndlYXRoZXIudjEuTGlzdEpvYnNSZXF1ZXN0Ghwud2VhdGhlci52MS5MaXN0Sm9ic1Jlc3BvbnNlEksKCkdldFF1YWxpdHkSHS53ZWF0aGVyLnYxLkdldFF1YWxpdHlSZXF1ZXN0Gh4ud2VhdGhlci52MS5HZXRRdWFsaXR5UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_weather_v1_job]);
 
 /**
  * A half-open window [start, end) on the jobs' submission time. Unset bounds are open.
@@ -309,11 +309,26 @@ export type GetQualityRequest = Message<"weather.v1.GetQualityRequest"> & {
   window?: TimeWindow | undefined;
 
   /**
-   * Optional; every model version when empty.
+   * Optional; every model version when empty. At most 256 bytes, no NUL.
    *
    * @generated from field: string model_version = 2;
    */
   modelVersion: string;
+
+  /**
+   * How many model versions per page: 1..100; 20 when 0. INVALID_ARGUMENT outside that range.
+   *
+   * @generated from field: int32 page_size = 3;
+   */
+  pageSize: number;
+
+  /**
+   * From a previous GetQualityResponse made for the same window and model_version; empty
+   * for the first page. INVALID_ARGUMENT for any other token.
+   *
+   * @generated from field: string page_token = 4;
+   */
+  pageToken: string;
 };
 
 /**
@@ -322,6 +337,43 @@ export type GetQualityRequest = Message<"weather.v1.GetQualityRequest"> & {
  */
 export const GetQualityRequestSchema: GenMessage<GetQualityRequest> = /*@__PURE__*/
   messageDesc(file_weather_v1_reporting, 10);
+
+/**
+ * What a GetQuality `page_token` holds: where the previous page ended in the listing's order
+ * (answered_jobs DESC, model_version ASC), and a digest of the window and model version it
+ * was made for. Opaque to clients and authenticated like ListJobsPageToken.
+ *
+ * @generated from message weather.v1.GetQualityPageToken
+ */
+export type GetQualityPageToken = Message<"weather.v1.GetQualityPageToken"> & {
+  /**
+   * answered_jobs of the last model version on the previous page.
+   *
+   * @generated from field: int64 last_answered_jobs = 1;
+   */
+  lastAnsweredJobs: bigint;
+
+  /**
+   * The last model version on the previous page (the tie-breaker).
+   *
+   * @generated from field: string last_model_version = 2;
+   */
+  lastModelVersion: string;
+
+  /**
+   * Digest of the request's window and model_version.
+   *
+   * @generated from field: bytes filter_digest = 3;
+   */
+  filterDigest: Uint8Array;
+};
+
+/**
+ * Describes the message weather.v1.GetQualityPageToken.
+ * Use `create(GetQualityPageTokenSchema)` to create a new message.
+ */
+export const GetQualityPageTokenSchema: GenMessage<GetQualityPageToken> = /*@__PURE__*/
+  messageDesc(file_weather_v1_reporting, 11);
 
 /**
  * How often the model answered `answered_label` when the photo showed `actual_label`.
@@ -350,7 +402,7 @@ export type ConfusionCell = Message<"weather.v1.ConfusionCell"> & {
  * Use `create(ConfusionCellSchema)` to create a new message.
  */
 export const ConfusionCellSchema: GenMessage<ConfusionCell> = /*@__PURE__*/
-  messageDesc(file_weather_v1_reporting, 11);
+  messageDesc(file_weather_v1_reporting, 12);
 
 /**
  * One label's figures over the judged answers (0 where a ratio has no denominator).
@@ -395,7 +447,7 @@ export type LabelQuality = Message<"weather.v1.LabelQuality"> & {
  * Use `create(LabelQualitySchema)` to create a new message.
  */
 export const LabelQualitySchema: GenMessage<LabelQuality> = /*@__PURE__*/
-  messageDesc(file_weather_v1_reporting, 12);
+  messageDesc(file_weather_v1_reporting, 13);
 
 /**
  * Judged answers whose confidence fell in [confidence_low, confidence_high) (the last bin
@@ -435,7 +487,7 @@ export type CalibrationBin = Message<"weather.v1.CalibrationBin"> & {
  * Use `create(CalibrationBinSchema)` to create a new message.
  */
 export const CalibrationBinSchema: GenMessage<CalibrationBin> = /*@__PURE__*/
-  messageDesc(file_weather_v1_reporting, 13);
+  messageDesc(file_weather_v1_reporting, 14);
 
 /**
  * @generated from message weather.v1.ModelQuality
@@ -509,18 +561,29 @@ export type ModelQuality = Message<"weather.v1.ModelQuality"> & {
  * Use `create(ModelQualitySchema)` to create a new message.
  */
 export const ModelQualitySchema: GenMessage<ModelQuality> = /*@__PURE__*/
-  messageDesc(file_weather_v1_reporting, 14);
+  messageDesc(file_weather_v1_reporting, 15);
 
 /**
  * @generated from message weather.v1.GetQualityResponse
  */
 export type GetQualityResponse = Message<"weather.v1.GetQualityResponse"> & {
   /**
-   * One entry per model version with answers in the window, most answers first.
+   * One entry per model version with answers in the window, most answers first (then by
+   * version name), at most page_size of them. The order is by the counts when each page is
+   * read: while jobs still arrive in the window, a version whose count overtakes the
+   * previous page's last one may be missed or listed twice; once the window's jobs have all
+   * finished, the pages are steady.
    *
    * @generated from field: repeated weather.v1.ModelQuality models = 1;
    */
   models: ModelQuality[];
+
+  /**
+   * Empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
 };
 
 /**
@@ -528,7 +591,7 @@ export type GetQualityResponse = Message<"weather.v1.GetQualityResponse"> & {
  * Use `create(GetQualityResponseSchema)` to create a new message.
  */
 export const GetQualityResponseSchema: GenMessage<GetQualityResponse> = /*@__PURE__*/
-  messageDesc(file_weather_v1_reporting, 15);
+  messageDesc(file_weather_v1_reporting, 16);
 
 /**
  * The system of record: what the mesh did, from every job event.
@@ -558,7 +621,8 @@ export const ReportingService: GenService<{
   },
   /**
    * How right each model version was, judged by its submitters' feedback (GiveFeedback),
-   * over the jobs submitted inside a time window. Operators only, like GetStats.
+   * over the jobs submitted inside a time window, a page of model versions at a time.
+   * Operators only, like GetStats.
    *
    * @generated from rpc weather.v1.ReportingService.GetQuality
    */
