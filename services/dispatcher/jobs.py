@@ -283,12 +283,7 @@ class JobBook:
             stored = await last_job_event(js, job_id)
             if stored is None:
                 raise JobNotFoundError(f"no job with id {job_id!r}")
-            job = job_from_event(stored.event)
-            if is_terminal_state(job.state):
-                feedback = await last_feedback_event(js, job_id)
-                if feedback is not None:
-                    job.feedback.CopyFrom(feedback.event.feedback.feedback)
-        return job
+            return await _with_feedback(js, job_from_event(stored.event))
 
     async def give_feedback(self, job_id: str, actual_label: str, caller: Caller) -> job_pb2.Job:
         """Record the caller's verdict on the job's answer; a later one replaces it.
@@ -334,14 +329,16 @@ class JobBook:
         return job
 
     async def watch(self, job_id: str) -> AsyncIterator[job_pb2.Job]:
-        """The current state, then every change, ending at a terminal state."""
+        """The current state (with its current feedback, as GetJob shows it), then every
+        change, ending at a terminal state. Feedback given later is not streamed: a watch of
+        a finished job ends at once, and feedback needs a finished job."""
         _check_job_id(job_id)
         with broker_errors("watch job"):
             js = self._jetstream()
             stored = await last_job_event(js, job_id)
-        if stored is None:
-            raise JobNotFoundError(f"no job with id {job_id!r}")
-        job = job_from_event(stored.event)
+            if stored is None:
+                raise JobNotFoundError(f"no job with id {job_id!r}")
+            job = await _with_feedback(js, job_from_event(stored.event))
         yield job
         if is_terminal_state(job.state):
             return
@@ -350,6 +347,15 @@ class JobBook:
             yield job
             if is_terminal_state(job.state):
                 return
+
+
+async def _with_feedback(js: JetStreamContext, job: job_pb2.Job) -> job_pb2.Job:
+    """The job with its current feedback, if it was given (only a finished job has any)."""
+    if is_terminal_state(job.state):
+        feedback = await last_feedback_event(js, job.id)
+        if feedback is not None:
+            job.feedback.CopyFrom(feedback.event.feedback.feedback)
+    return job
 
 
 async def _events_after(

@@ -115,6 +115,70 @@ async def _listed_feedback(
     raise AssertionError(f"reporting never showed feedback {wanted!r} on job {job_id}")
 
 
+async def _quality_until(
+    mesh: FeedbackMesh, operator: Metadata, model_version: str, wanted: tuple[int, int, float]
+) -> reporting_pb2.ModelQuality:
+    """Wait (bounded) until GetQuality shows (answered, judged, accuracy) for the version."""
+    deadline = time.monotonic() + 60
+    seen = None
+    while time.monotonic() < deadline:
+        response = await mesh.reports.GetQuality(
+            reporting_pb2.GetQualityRequest(model_version=model_version),
+            metadata=operator,
+            timeout=10,
+        )
+        for model in response.models:
+            seen = (model.answered_jobs, model.judged_jobs, model.accuracy)
+            if seen == wanted:
+                return model
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"GetQuality never showed {wanted} for {model_version}, last {seen}")
+
+
+async def _watched(mesh: FeedbackMesh, job_id: str, metadata: Metadata = ()) -> list[job_pb2.Job]:
+    watch = mesh.jobs.WatchJob(
+        dispatcher_pb2.WatchJobRequest(job_id=job_id), metadata=metadata, timeout=30
+    )
+    return [response.job async for response in watch]
+
+
+async def test_feedback_moves_the_quality_figures_and_shows_in_get_job_and_watch_job(
+    mesh: FeedbackMesh, local_issuer: LocalIssuer, operator: Metadata, photos: list[Path]
+) -> None:
+    """One answer, no feedback → judged 0; "right" → accuracy 1; "wrong, it is X" → accuracy
+    0 and X in the confusion matrix; GetJob and a WatchJob of the finished job show each."""
+    alice = bearer(local_issuer.mint("alice"))
+    job = await _answered(mesh, photos[3], alice)
+    answer, version = job.classification.label, job.classification.model_version
+    assert not job.HasField("feedback")
+    await _quality_until(mesh, operator, version, (1, 0, 0.0))
+
+    await _give(mesh, job.id, metadata=alice)
+    [watched] = await _watched(mesh, job.id, alice)
+    assert (watched.state, watched.feedback.actual_label, watched.feedback.right) == (
+        job_pb2.JOB_STATE_SUCCEEDED,
+        answer,
+        True,
+    )
+    right = await _quality_until(mesh, operator, version, (1, 1, 1.0))
+    assert [(c.answered_label, c.actual_label, c.count) for c in right.confusion] == [
+        (answer, answer, 1)
+    ]
+
+    other = next(label for label in LABELS if label != answer)
+    await _give(mesh, job.id, other, metadata=alice)
+    got = (await mesh.jobs.GetJob(dispatcher_pb2.GetJobRequest(job_id=job.id), timeout=10)).job
+    [watched] = await _watched(mesh, job.id)
+    for shown in (got, watched):
+        assert (shown.feedback.actual_label, shown.feedback.right) == (other, False)
+        assert shown.feedback.given_at.ToDatetime() >= job.finished_at.ToDatetime()
+    wrong = await _quality_until(mesh, operator, version, (1, 1, 0.0))
+    assert [(c.answered_label, c.actual_label, c.count) for c in wrong.confusion] == [
+        (answer, other, 1)
+    ]
+    assert {label.label: label.support for label in wrong.labels} == {answer: 0, other: 1}
+
+
 async def test_feedback_lands_once_despite_a_republish_and_a_changed_answer_replaces_it(
     mesh: FeedbackMesh,
     local_issuer: LocalIssuer,

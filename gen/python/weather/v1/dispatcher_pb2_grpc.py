@@ -74,15 +74,16 @@ class DispatcherServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetJob(self, request, context):
-        """The job's current state. NOT_FOUND for an unknown id.
+        """The job's current state, with the current feedback on its answer when some was given.
+        NOT_FOUND for an unknown id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def WatchJob(self, request, context):
-        """The job's current state, then one message per change; ends at a terminal state.
-        NOT_FOUND for an unknown id.
+        """The job's current state (as GetJob answers it, feedback included), then one message per
+        change; ends at a terminal state. NOT_FOUND for an unknown id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

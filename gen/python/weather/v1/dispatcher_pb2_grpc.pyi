@@ -42,10 +42,12 @@ class DispatcherServiceStub:
     FAILED_PRECONDITION: idempotency key reused with a different image.
     """
     GetJob: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.GetJobRequest, _dispatcher_pb2.GetJobResponse]
-    """The job's current state. NOT_FOUND for an unknown id."""
-    WatchJob: _grpc.UnaryStreamMultiCallable[_dispatcher_pb2.WatchJobRequest, _dispatcher_pb2.WatchJobResponse]
-    """The job's current state, then one message per change; ends at a terminal state.
+    """The job's current state, with the current feedback on its answer when some was given.
     NOT_FOUND for an unknown id.
+    """
+    WatchJob: _grpc.UnaryStreamMultiCallable[_dispatcher_pb2.WatchJobRequest, _dispatcher_pb2.WatchJobResponse]
+    """The job's current state (as GetJob answers it, feedback included), then one message per
+    change; ends at a terminal state. NOT_FOUND for an unknown id.
     """
     GiveFeedback: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.GiveFeedbackRequest, _dispatcher_pb2.GiveFeedbackResponse]
     """Says whether the job's answer was right: one answer per job, given again to change it
@@ -69,10 +71,12 @@ class DispatcherServiceAsyncStub(DispatcherServiceStub):
     FAILED_PRECONDITION: idempotency key reused with a different image.
     """
     GetJob: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.GetJobRequest, _dispatcher_pb2.GetJobResponse]  # type: ignore[assignment]
-    """The job's current state. NOT_FOUND for an unknown id."""
-    WatchJob: _aio.UnaryStreamMultiCallable[_dispatcher_pb2.WatchJobRequest, _dispatcher_pb2.WatchJobResponse]  # type: ignore[assignment]
-    """The job's current state, then one message per change; ends at a terminal state.
+    """The job's current state, with the current feedback on its answer when some was given.
     NOT_FOUND for an unknown id.
+    """
+    WatchJob: _aio.UnaryStreamMultiCallable[_dispatcher_pb2.WatchJobRequest, _dispatcher_pb2.WatchJobResponse]  # type: ignore[assignment]
+    """The job's current state (as GetJob answers it, feedback included), then one message per
+    change; ends at a terminal state. NOT_FOUND for an unknown id.
     """
     GiveFeedback: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.GiveFeedbackRequest, _dispatcher_pb2.GiveFeedbackResponse]  # type: ignore[assignment]
     """Says whether the job's answer was right: one answer per job, given again to change it
@@ -105,7 +109,9 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _dispatcher_pb2.GetJobRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_dispatcher_pb2.GetJobResponse, _abc.Awaitable[_dispatcher_pb2.GetJobResponse]]:
-        """The job's current state. NOT_FOUND for an unknown id."""
+        """The job's current state, with the current feedback on its answer when some was given.
+        NOT_FOUND for an unknown id.
+        """
 
     @_abc_1.abstractmethod
     def WatchJob(
@@ -113,8 +119,8 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _dispatcher_pb2.WatchJobRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_dispatcher_pb2.WatchJobResponse], _abc.AsyncIterator[_dispatcher_pb2.WatchJobResponse]]:
-        """The job's current state, then one message per change; ends at a terminal state.
-        NOT_FOUND for an unknown id.
+        """The job's current state (as GetJob answers it, feedback included), then one message per
+        change; ends at a terminal state. NOT_FOUND for an unknown id.
         """
 
     @_abc_1.abstractmethod

@@ -197,7 +197,8 @@ export const DispatcherService: GenService<{
     output: typeof SubmitResponseSchema;
   },
   /**
-   * The job's current state. NOT_FOUND for an unknown id.
+   * The job's current state, with the current feedback on its answer when some was given.
+   * NOT_FOUND for an unknown id.
    *
    * @generated from rpc weather.v1.DispatcherService.GetJob
    */
@@ -207,8 +208,8 @@ export const DispatcherService: GenService<{
     output: typeof GetJobResponseSchema;
   },
   /**
-   * The job's current state, then one message per change; ends at a terminal state.
-   * NOT_FOUND for an unknown id.
+   * The job's current state (as GetJob answers it, feedback included), then one message per
+   * change; ends at a terminal state. NOT_FOUND for an unknown id.
    *
    * @generated from rpc weather.v1.DispatcherService.WatchJob
    */
