@@ -121,6 +121,27 @@ async def wait_for_log(classifier: ServiceProcess, pattern: str) -> str:
     raise AssertionError(f"no log line matching {pattern!r}:\n{classifier.log()}")
 
 
+async def wait_for_outcome(outcomes: list[tuple[int, str]], version: str, after: int = 0) -> None:
+    """Until a continuously submitted job (from the `after`-th on) was answered by `version`."""
+    deadline = time.monotonic() + SWITCH_DEADLINE_SECONDS
+    while time.monotonic() < deadline:
+        if any(answered == version for _, answered in outcomes[after:]):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no submitted job was answered by {version}: {outcomes[after:]}")
+
+
+async def wait_for_announced(jetstream: JetStreamContext, version: str) -> None:
+    """Until the models bucket (the dispatchers' result-cache key) names `version`."""
+    models = await jetstream.key_value(MODELS_BUCKET)
+    deadline = time.monotonic() + SWITCH_DEADLINE_SECONDS
+    while time.monotonic() < deadline:
+        if (await models.get(CURRENT_MODEL_KEY)).value == version.encode():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"the models bucket never named {version}")
+
+
 class HealthWatch:
     """Polls a service's health in a thread until stopped: every status it saw, in order."""
 
@@ -218,12 +239,15 @@ async def test_a_promoted_model_reaches_a_running_classifier_and_rollback_return
     second_model: Path,
     photos: list[Path],
 ) -> None:
-    """Jobs submitted continuously across both switches all succeed; health never drops."""
+    """Jobs submitted continuously across both switches all succeed, and some reach each
+    model; health never drops; the result cache answers per model version."""
     classifier = pipeline.classifier
     pid = classifier.process.pid
     second = model_version(await asyncio.to_thread(second_model.read_bytes))
     image = await asyncio.to_thread(photos[0].read_bytes)
     assert await classify_version(classifier, image) == SHIPPED
+    before = await pipeline.submit(image, filename="before.jpg")
+    assert (await pipeline.finished(before.id))[-1].classification.model_version == SHIPPED
     assert await publish("publish") == 0
     assert await publish("publish", str(second_model)) == 0
 
@@ -244,8 +268,18 @@ async def test_a_promoted_model_reaches_a_running_classifier_and_rollback_return
         await promote_model(jetstream, second)
         await wait_for_version(classifier, image, second)
         await wait_for_log(classifier, f"serving model {re.escape(second)}")
+        await wait_for_outcome(outcomes, second)
+        # The photo answered by the shipped model before: now answered by the new one, not
+        # from the old one's cache entry; then from the new one's.
+        await wait_for_announced(jetstream, second)
+        for attempt in ("again", "cached"):
+            resubmitted = await pipeline.submit(image, filename=f"{attempt}.jpg")
+            final = (await pipeline.finished(resubmitted.id))[-1]
+            assert final.classification.model_version == second, attempt
+        assert resubmitted.state == SUCCEEDED, "the second resubmission came from the cache"
         await promote_model(jetstream, SHIPPED)  # rollback
         await wait_for_version(classifier, image, SHIPPED)
+        await wait_for_outcome(outcomes, SHIPPED, after=len(outcomes))
         stop.set()
         await submitter
     assert health.statuses, "health was polled during the switches"
