@@ -145,9 +145,9 @@ def answered_query(
     return _ANSWERED.format(conditions=sql.Composed(conditions)), params
 
 
-async def quality(connection: AsyncConnection[Any], page: QualityPage) -> QualityPageFigures:
-    """One page of model versions with their figures over their answers in the page's window
-    (one snapshot: the caller's transaction)."""
+def ranking_query(page: QualityPage) -> tuple[sql.Composed, dict[str, Any]]:
+    """The page's model versions with their coverage, one more than the page holds (the
+    extra one says a next page exists): the statement that reads the whole window."""
     answered, params = answered_query(page.filter)
     after: sql.Composable = sql.SQL("")
     params["limit"] = page.size + 1
@@ -155,7 +155,14 @@ async def quality(connection: AsyncConnection[Any], page: QualityPage) -> Qualit
         after = _AFTER
         params["after_count"] = page.after.answered_jobs
         params["after_version"] = page.after.model_version
-    cursor = await connection.execute(_COVERAGE.format(answered=answered, after=after), params)
+    return _COVERAGE.format(answered=answered, after=after), params
+
+
+async def quality(connection: AsyncConnection[Any], page: QualityPage) -> QualityPageFigures:
+    """One page of model versions with their figures over their answers in the page's window
+    (one snapshot: the caller's transaction)."""
+    ranking, params = ranking_query(page)
+    cursor = await connection.execute(ranking, params)
     ranked = list(await cursor.fetchall())
     models = {
         str(version): ModelQuality(str(version), int(total), int(judged), float(accuracy))

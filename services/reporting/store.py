@@ -28,8 +28,8 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from meshkit.job_events import any_event_kind
 from meshkit.job_states import FEEDBACK_KIND
-from services.reporting.quality import QualityPageFigures, answered_query, quality
-from services.reporting.query import JobFilter, JobsPage, QualityFilter, QualityPage, Window
+from services.reporting.quality import QualityPageFigures, quality, ranking_query
+from services.reporting.query import JobFilter, JobsPage, QualityPage, Window
 from weather.v1 import events_pb2
 
 logger = logging.getLogger(__name__)
@@ -337,12 +337,12 @@ class JobStore:
         except UNAVAILABLE_ERRORS as error:
             raise StoreUnavailableError(f"PostgreSQL unavailable: {error}") from error
 
-    async def explain_quality(self, window: Window) -> str:
-        """The plan of the judged answers' scan, the part that grows with the jobs."""
-        answered, params = answered_query(QualityFilter(window))
+    async def explain_quality(self, page: QualityPage) -> str:
+        """The plan of the page's ranking, the statement that reads the whole window."""
+        ranking, params = ranking_query(page)
         try:
             async with self._pool.connection(timeout=self._timeout) as connection:
-                cursor = await connection.execute(sql.SQL("EXPLAIN ") + answered, params)
+                cursor = await connection.execute(sql.SQL("EXPLAIN ") + ranking, params)
                 return "\n".join(str(row[0]) for row in await cursor.fetchall())
         except UNAVAILABLE_ERRORS as error:
             raise StoreUnavailableError(f"PostgreSQL unavailable: {error}") from error

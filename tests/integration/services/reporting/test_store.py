@@ -467,7 +467,8 @@ async def test_quality_reads_a_window_through_an_index(
         await connection.execute("ANALYZE jobs")
         await connection.execute("ANALYZE job_feedback")
     start = datetime(2026, 1, 5, tzinfo=UTC)
-    plan = await store.explain_quality(Window(start, start + timedelta(hours=1)))
+    window = QualityFilter(Window(start, start + timedelta(hours=1)))
+    plan = await store.explain_quality(QualityPage(window, 2, QualityCursor(20, "sha256:0")))
     print(f"\n{plan}")
     assert "jobs_answered_submitted_at_idx" in plan, plan
     assert "Seq Scan" not in plan, plan
