@@ -37,6 +37,8 @@ from meshkit.broker_permissions import (
 
 CONFIG_FILE_NAME = "nats-server.conf"
 CREDENTIALS_DIR_NAME = "credentials"
+STORE_DIR_NAME = "nats"
+"""The broker's directory under the mesh's data dir (its JetStream store and passwords)."""
 PASSWORD_BYTES = 24
 
 

@@ -22,6 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from devmesh.envoy import EnvoyProxy
 from devmesh.launcher import Launcher
 from devmesh.logstream import prefix_line, prefix_width, pump_lines
+from devmesh.nats import STORE_DIR_NAME as NATS_STORE_DIR_NAME
 from devmesh.nats import NatsServer
 from devmesh.ports import is_free
 from devmesh.postgres import MIGRATION_ROLE, PostgresServer
@@ -205,7 +206,7 @@ class Mesh:
         nats = NatsServer(
             port=settings.nats_port,
             monitor_port=settings.nats_monitor_port,
-            store_dir=data_dir / "nats",
+            store_dir=data_dir / NATS_STORE_DIR_NAME,
         )
         await self._launch(nats)
         postgres = PostgresServer(port=settings.postgres_port, data_dir=data_dir / "postgres")

@@ -20,12 +20,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from devmesh.nats import CREDENTIALS_DIR_NAME
+from devmesh.nats import STORE_DIR_NAME as NATS_STORE_DIR_NAME
 from devmesh.ports import free_port
 from devmesh.settings import MeshSettings
 from devmesh.tokens import LocalIssuer
+from meshkit.broker_permissions import ADMIN_USER
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "e2e"
@@ -58,6 +62,17 @@ class RunningMesh:
     lines: list[str]
     issuer: LocalIssuer
     """The mesh's own identity provider (its key is in the mesh's data dir)."""
+    data_dir: Path
+
+    def nats_connect_options(self) -> dict[str, Any]:
+        """`nats.connect` keyword arguments as the mesh's local admin (as the model tools
+        connect), for a test that puts events on the broker itself."""
+        password_file = self.data_dir / NATS_STORE_DIR_NAME / CREDENTIALS_DIR_NAME / ADMIN_USER
+        return {
+            "servers": [f"nats://127.0.0.1:{self.ports['NATS_PORT']}"],
+            "user": ADMIN_USER,
+            "password": password_file.read_text(encoding="utf-8"),
+        }
 
     def token(self, subject: str, role: str = "viewer") -> str:
         return self.issuer.mint(subject, role)
@@ -113,7 +128,8 @@ def start_mesh(services: str, log_name: str) -> Iterator[RunningMesh]:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    mesh = RunningMesh(process, ports, [], MeshSettings(devmesh_data_dir=data_dir).local_issuer())
+    issuer = MeshSettings(devmesh_data_dir=data_dir).local_issuer()
+    mesh = RunningMesh(process, ports, [], issuer, data_dir)
 
     def read() -> None:
         assert process.stdout is not None
