@@ -18,12 +18,13 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from meshkit.job_events import publish_event
+from services.reporting.query import DEFAULT_PAGE_SIZE
 from tests.e2e.harness import RunningMesh, start_mesh
 from weather.v1 import events_pb2, job_pb2
 
 pytestmark = pytest.mark.timeout(600)
 
-QUALITY_PAGE_SIZE = 20  # GetQuality's default page, what the UI asks for
+QUALITY_PAGE_SIZE = DEFAULT_PAGE_SIZE  # the UI asks GetQuality for its default page
 REPORTING_LAG_SECONDS = 30
 # Three versions with two answers each come first; the rest, one answer each, by name.
 VERSIONS = [f"sha256:{index:012x}" for index in range(1, QUALITY_PAGE_SIZE + 6)]
