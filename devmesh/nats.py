@@ -32,6 +32,7 @@ from meshkit.broker_permissions import (
     ADMIN_USER,
     BrokerPermissions,
     admin_permissions,
+    server_permissions,
     service_permissions,
 )
 
@@ -54,10 +55,7 @@ def render_authorization(
         entry = {
             "user": name,
             "password": password,
-            "permissions": {
-                "publish": {"allow": list(permissions.publish)},
-                "subscribe": {"allow": list(permissions.subscribe)},
-            },
+            "permissions": server_permissions(permissions),
         }
         entries.append("    " + json.dumps(entry))
     return "authorization {\n  users: [\n" + ",\n".join(entries) + "\n  ]\n}\n"

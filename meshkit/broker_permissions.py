@@ -153,5 +153,14 @@ def service_permissions() -> Mapping[str, BrokerPermissions]:
     }
 
 
+def server_permissions(permissions: BrokerPermissions) -> dict[str, dict[str, list[str]]]:
+    """A user's `permissions` block as nats-server's configuration spells it (the local
+    runner's file and the cluster chart's `authorization` both write this)."""
+    return {
+        "publish": {"allow": list(permissions.publish)},
+        "subscribe": {"allow": list(permissions.subscribe)},
+    }
+
+
 def admin_permissions() -> BrokerPermissions:
     return BrokerPermissions(publish=(">",), subscribe=(">",))
