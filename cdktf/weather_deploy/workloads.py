@@ -243,6 +243,9 @@ def nats_password_volume(service_env: ServiceEnvironment) -> Manifest | None:
             "secretName": nats_password_secret(user),
             "defaultMode": SECRET_FILE_MODE,
             "items": [{"key": NATS_PASSWORD_KEY, "path": NATS_PASSWORD_KEY}],
+            # Kubernetes' default, spelt out: podman 4.3's kube play (make test-images)
+            # dereferences an unset `optional` and crashes.
+            "optional": False,
         },
     }
 
