@@ -34,6 +34,7 @@ from meshkit.broker_permissions import (
     admin_permissions,
     server_permissions,
     service_permissions,
+    tool_permissions,
 )
 
 CONFIG_FILE_NAME = "nats-server.conf"
@@ -42,8 +43,8 @@ PASSWORD_BYTES = 24
 
 
 def mesh_users() -> dict[str, BrokerPermissions]:
-    """Every user the local nats-server knows: one per service, and the admin."""
-    return {**service_permissions(), ADMIN_USER: admin_permissions()}
+    """Every user the local nats-server knows: one per service, the tools', and the admin."""
+    return {**service_permissions(), **tool_permissions(), ADMIN_USER: admin_permissions()}
 
 
 def render_authorization(

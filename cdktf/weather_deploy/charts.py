@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from meshkit.broker_permissions import server_permissions, service_permissions
+from meshkit.broker_permissions import server_permissions, service_permissions, tool_permissions
 from weather_deploy.builders import ChartPin
 from weather_deploy.config import Environment
 from weather_deploy.contract import (
@@ -100,10 +100,14 @@ def gateway_values(env: Environment) -> dict[str, Any]:
     }
 
 
+def nats_permissions() -> dict[str, Any]:
+    """The NATS users of the cluster and their rights, as `meshkit.broker_permissions` lists
+    them: one per service and one per operator tool; no admin (nothing needs every right)."""
+    return {**service_permissions(), **tool_permissions()}
+
+
 def nats_users() -> tuple[str, ...]:
-    """The NATS users of the cluster: one per service, as `meshkit.broker_permissions` lists
-    them (no admin user: nothing in the cluster needs every right)."""
-    return tuple(service_permissions())
+    return tuple(nats_permissions())
 
 
 def nats_password_variable(user: str) -> str:
@@ -124,7 +128,7 @@ def nats_authorization() -> dict[str, Any]:
                 "password": f"<< ${nats_password_variable(user)} >>",
                 "permissions": server_permissions(permissions),
             }
-            for user, permissions in service_permissions().items()
+            for user, permissions in nats_permissions().items()
         ]
     }
 

@@ -12,8 +12,20 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from meshkit.broker_layout import IMAGES_BUCKET, job_subject
-from meshkit.broker_permissions import server_permissions, service_permissions
+from devmesh.postgres import RUNTIME_ROLE as LOCAL_RUNTIME_ROLE
+from meshkit.broker_layout import (
+    IMAGES_BUCKET,
+    MODEL_RELEASES_BUCKET,
+    MODEL_REPOSITORY_BUCKET,
+    job_subject,
+)
+from meshkit.broker_permissions import (
+    ADMIN_USER,
+    MODEL_PUBLISHER_USER,
+    server_permissions,
+    service_permissions,
+    tool_permissions,
+)
 from services.reporting.migrations import RUNTIME_ROLE
 from services.reporting.migrator import packaged_migrations
 from tests.unit.cdktf.chart_rendering import RenderCharts
@@ -60,8 +72,10 @@ def test_the_cluster_nats_admits_each_service_with_exactly_the_kits_rights(
     rendered_charts: RenderCharts,
 ) -> None:
     users, _ = rendered_users(rendered_charts)
-    assert set(users) == set(SERVICES)
-    for user, permissions in service_permissions().items():
+    table = {**service_permissions(), **tool_permissions()}
+    assert set(users) == {*SERVICES, MODEL_PUBLISHER_USER} == set(table)
+    assert ADMIN_USER not in users
+    for user, permissions in table.items():
         assert users[user]["permissions"] == server_permissions(permissions)
 
 
@@ -74,6 +88,18 @@ def test_in_the_cluster_the_classifier_cannot_queue_jobs_or_write_images(
     assert _may_publish(users, "classifier", job_subject(JOB_ID, "succeeded"))
     assert _may_publish(users, "dispatcher", job_subject(JOB_ID, "queued"))
     assert not _may_publish(users, "reporting", job_subject(JOB_ID, "failed"))
+
+
+def test_only_the_model_publisher_moves_the_current_model_and_it_touches_no_job(
+    rendered_charts: RenderCharts,
+) -> None:
+    users, _ = rendered_users(rendered_charts)
+    pointer = f"$KV.{MODEL_RELEASES_BUCKET}.current"
+    assert _may_publish(users, MODEL_PUBLISHER_USER, pointer)
+    assert _may_publish(users, MODEL_PUBLISHER_USER, f"$O.{MODEL_REPOSITORY_BUCKET}.C.chunk")
+    assert not any(_may_publish(users, service, pointer) for service in SERVICES)
+    for subject in (job_subject(JOB_ID, "queued"), f"$O.{IMAGES_BUCKET}.C.chunk"):
+        assert not _may_publish(users, MODEL_PUBLISHER_USER, subject)
 
 
 def test_no_password_is_in_the_nats_config_each_comes_from_the_users_secret(
@@ -196,7 +222,7 @@ def test_the_database_declares_the_runtime_role_with_a_generated_password(
 
 def test_the_runtime_roles_rights_come_from_the_migrations() -> None:
     """The cluster's operator grants nothing: the owner's migrations must."""
-    assert DATABASE_RUNTIME_ROLE == RUNTIME_ROLE
+    assert DATABASE_RUNTIME_ROLE == RUNTIME_ROLE == LOCAL_RUNTIME_ROLE
     granted = " ".join(m.sql for m in packaged_migrations())
     for right in ("ON ALL TABLES IN SCHEMA public TO", "ON TABLES TO", "USAGE ON SCHEMA public TO"):
         assert f"{right} {RUNTIME_ROLE};" in granted
