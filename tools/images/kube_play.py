@@ -128,9 +128,10 @@ def podman_secret_payload(values: Mapping[str, str]) -> str:
 
 def podman_mounted_secret_payload(name: str, values: Mapping[str, str]) -> str:
     """What `podman secret create` must hold for a `secret` volume in podman 4.3: a Secret
-    object, its values as `stringData` (4.3 would mount `data` still base64-encoded)."""
+    object whose `data` holds the values as they are (4.3 ignores `stringData` and writes
+    each `data` value to its file without base64-decoding it)."""
     return json.dumps(
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": values}
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "data": values}
     )
 
 

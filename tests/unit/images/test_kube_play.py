@@ -248,7 +248,7 @@ def test_each_service_mounts_its_own_password_as_a_secret_podman_can_mount(
         assert local_name in play.mounted_secrets
         payload = json.loads(secret_payload(play, local_name))
         assert payload["kind"] == "Secret"
-        assert payload["stringData"] == {"password": f"{name}-password"}
+        assert payload["data"] == {"password": f"{name}-password"}  # podman 4.3: not base64
     env_secret = json.loads(secret_payload(play, f"reporting-{SUFFIX}"))
     assert base64.b64decode(env_secret["REPORTING_PAGE_TOKEN_SECRET"]).decode() == PAGE_KEY
 
