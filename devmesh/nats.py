@@ -32,7 +32,9 @@ from meshkit.broker_permissions import (
     ADMIN_USER,
     BrokerPermissions,
     admin_permissions,
+    server_permissions,
     service_permissions,
+    tool_permissions,
 )
 
 CONFIG_FILE_NAME = "nats-server.conf"
@@ -43,8 +45,8 @@ PASSWORD_BYTES = 24
 
 
 def mesh_users() -> dict[str, BrokerPermissions]:
-    """Every user the local nats-server knows: one per service, and the admin."""
-    return {**service_permissions(), ADMIN_USER: admin_permissions()}
+    """Every user the local nats-server knows: one per service, the tools', and the admin."""
+    return {**service_permissions(), **tool_permissions(), ADMIN_USER: admin_permissions()}
 
 
 def render_authorization(
@@ -56,10 +58,7 @@ def render_authorization(
         entry = {
             "user": name,
             "password": password,
-            "permissions": {
-                "publish": {"allow": list(permissions.publish)},
-                "subscribe": {"allow": list(permissions.subscribe)},
-            },
+            "permissions": server_permissions(permissions),
         }
         entries.append("    " + json.dumps(entry))
     return "authorization {\n  users: [\n" + ",\n".join(entries) + "\n  ]\n}\n"

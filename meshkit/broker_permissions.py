@@ -14,6 +14,10 @@ What each service may publish, beyond the JetStream API calls it makes:
   `current` pointer, which only the publishing tool writes;
 - reporting: nothing but its consumer's acks (it only reads the job stream).
 
+One tool has a user too, because a cluster has no admin: `models`, the model publishing
+tool (`training.publish_model`), the only writer of the model repository and its `current`
+pointer, and allowed nothing else.
+
 JetStream API subjects are granted verb by verb and stream by stream: every service may
 declare (create, update, look at) the mesh's streams, because each one declares the layout
 it needs at start; none may delete or purge a stream, except the dispatcher purging the
@@ -33,6 +37,7 @@ from meshkit.broker_layout import (
     JOB_SUBJECT_ROOT,
     JOBS_STREAM,
     MODEL_RELEASES_BUCKET,
+    MODEL_REPOSITORY_BUCKET,
     MODEL_REPOSITORY_STREAM,
     MODELS_BUCKET,
     RESULTS_BUCKET,
@@ -45,6 +50,9 @@ ADMIN_USER = "devmesh"
 looking at what the services stored. A cluster has no such user."""
 
 INBOXES = "_INBOX.>"
+
+MODEL_PUBLISHER_USER = "models"
+"""The model publishing tool's user (its settings are prefixed `MODELS_`)."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +158,37 @@ def service_permissions() -> Mapping[str, BrokerPermissions]:
             ]
         ),
         "reporting": _permissions(_consume(JOBS_STREAM)),
+    }
+
+
+def server_permissions(permissions: BrokerPermissions) -> dict[str, dict[str, list[str]]]:
+    """A user's `permissions` block as nats-server's configuration spells it (the local
+    runner's file and the cluster chart's `authorization` both write this)."""
+    return {
+        "publish": {"allow": list(permissions.publish)},
+        "subscribe": {"allow": list(permissions.subscribe)},
+    }
+
+
+def tool_permissions() -> Mapping[str, BrokerPermissions]:
+    """The users of the tools an operator runs against a cluster's broker (no admin there)."""
+    repository, releases = MODEL_REPOSITORY_STREAM, kv_stream(MODEL_RELEASES_BUCKET)
+    return {
+        MODEL_PUBLISHER_USER: BrokerPermissions(
+            publish=(
+                "$JS.API.INFO",
+                "$JS.API.STREAM.NAMES",
+                *_declare([repository, releases]),
+                f"$O.{MODEL_REPOSITORY_BUCKET}.>",
+                f"$JS.API.STREAM.PURGE.{repository}",  # a rewritten object's stale chunks
+                f"$KV.{MODEL_RELEASES_BUCKET}.>",
+                *_read(repository),
+                *_consume(repository),
+                *_read(releases),
+                *_consume(releases),
+            ),
+            subscribe=(INBOXES,),
+        )
     }
 
 

@@ -49,6 +49,7 @@ class ProviderPin:
 KUBERNETES = ProviderPin("kubernetes", "hashicorp/kubernetes", "~> 2.38")
 HELM = ProviderPin("helm", "hashicorp/helm", "~> 3.0")
 AWS = ProviderPin("aws", "hashicorp/aws", "~> 6.0")
+RANDOM = ProviderPin("random", "hashicorp/random", "~> 3.7")
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,27 @@ def url_encode(value: str) -> str:
 
 def base64_decode(value: str) -> str:
     return Fn.base64decode(value)
+
+
+# Letters and digits only: a password reaches nats-server through an environment variable
+# its configuration parser reads as a bare token, and a PostgreSQL URL, unescaped.
+PASSWORD_LENGTH = 40
+
+
+def random_password(stack: TerraformStack, name: str, *, random: TerraformProvider) -> str:
+    """A password Terraform generates once and keeps in the stack's state (never in the
+    repository); returns the token that reads it."""
+    resource = TerraformResource(
+        stack,
+        name,
+        terraform_resource_type="random_password",
+        terraform_generator_metadata=TerraformProviderGeneratorMetadata(provider_name=RANDOM.name),
+        provider=random,
+    )
+    settings = {"length": PASSWORD_LENGTH, "special": False, "min_lower": 1, "min_upper": 1}
+    for key, value in settings.items():
+        resource.add_override(key, value)
+    return resource.get_string_attribute("result")
 
 
 def _id(manifest: Manifest) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from meshkit.broker_permissions import server_permissions, service_permissions, tool_permissions
 from weather_deploy.builders import ChartPin
 from weather_deploy.config import Environment
 from weather_deploy.contract import (
@@ -46,6 +47,10 @@ NATS_REPLICAS = 3
 JAEGER_OTLP_GRPC_PORT = 4317  # the jaeger chart's fixed `otlp-grpc` Service port
 GATEWAY_PORTS = (80, 443)  # the gateway chart's default http2/https Service ports
 TRACING_PROVIDER = "jaeger"  # meshConfig extension provider name (Istio Telemetry uses it)
+
+# In the NATS namespace: one key per service user (its name), holding its password; the
+# server container reads each into an environment variable its configuration names.
+NATS_USERS_SECRET = f"{NATS_RELEASE}-users"
 
 NATS_CLIENT = ServiceHost(NATS_RELEASE, NATS_NAMESPACE, NATS_CLIENT_PORT)
 # KEDA asks every node of a clustered NATS for /jsz: it must reach the pods, not the VIP.
@@ -95,6 +100,48 @@ def gateway_values(env: Environment) -> dict[str, Any]:
     }
 
 
+def nats_permissions() -> dict[str, Any]:
+    """The NATS users of the cluster and their rights, as `meshkit.broker_permissions` lists
+    them: one per service and one per operator tool; no admin (nothing needs every right)."""
+    return {**service_permissions(), **tool_permissions()}
+
+
+def nats_users() -> tuple[str, ...]:
+    return tuple(nats_permissions())
+
+
+def nats_password_variable(user: str) -> str:
+    """The NATS container's environment variable holding `user`'s password."""
+    return f"NATS_PASSWORD_{user.upper()}"
+
+
+def nats_authorization() -> dict[str, Any]:
+    """The `authorization` block: each service's user with the rights of the kit's table.
+
+    Passwords are `$VARIABLE` references (the chart unquotes `<< ... >>`), resolved by
+    nats-server from its environment, which the chart fills from the users' Secret: the
+    values and the rendered ConfigMap hold no password."""
+    return {
+        "users": [
+            {
+                "user": user,
+                "password": f"<< ${nats_password_variable(user)} >>",
+                "permissions": server_permissions(permissions),
+            }
+            for user, permissions in nats_permissions().items()
+        ]
+    }
+
+
+def nats_password_environment() -> dict[str, Any]:
+    return {
+        nats_password_variable(user): {
+            "valueFrom": {"secretKeyRef": {"name": NATS_USERS_SECRET, "key": user}}
+        }
+        for user in nats_users()
+    }
+
+
 def nats_values(env: Environment) -> dict[str, Any]:
     return {
         "config": {
@@ -108,7 +155,12 @@ def nats_values(env: Environment) -> dict[str, Any]:
                 # As the local mesh runs it: fsync every write (Jepsen, NATS 2.12.1).
                 "merge": {"sync_interval": "always"},
             },
+            # No anonymous client: each service connects as its own user (README, "Limits
+            # and credentials"). Health probes and KEDA read the monitor port, which takes
+            # no credentials, so no system user is needed.
+            "merge": {"authorization": nats_authorization()},
         },
+        "container": {"env": nats_password_environment()},
         "natsBox": {"enabled": False},
         # The chart runs NATS as the namespace's `default` account unless told otherwise; the
         # mesh identity the Istio policies admit (routes nats -> nats) is ns/nats/sa/nats.

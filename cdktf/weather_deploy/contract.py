@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.reporting.migrations import RUNTIME_ROLE
+
 APP_NAMESPACE = "weather"
 DATA_NAMESPACE = "weather-data"
 NATS_NAMESPACE = "nats"
@@ -38,6 +40,7 @@ KEDA_RELEASE = "keda"
 DATABASE_CLUSTER = "weather-db"
 DATABASE_NAME = "weather"
 DATABASE_OWNER = "weather_mesh"
+DATABASE_RUNTIME_ROLE = RUNTIME_ROLE  # reporting serves as it; the migrations grant its rights
 
 STABLE = "stable"
 CANARY = "canary"

@@ -29,9 +29,12 @@ from weather_deploy.contract import (
     DATABASE_CLUSTER,
     DATABASE_NAME,
     DATABASE_OWNER,
+    DATABASE_RUNTIME_ROLE,
     INGRESS_NAMESPACE,
     MESH_NAMESPACES,
     MIGRATIONS_JOB,
+    NATS_NAMESPACE,
+    NATS_RELEASE,
     PLATFORM_NAMESPACES,
     UI,
     ServiceHost,
@@ -60,6 +63,7 @@ UI_PORT = 8080  # CONTRACT.md: ui:8080 (http)
 POSTGRES_PORT = 5432  # CloudNativePG's `-rw` Service port
 DATABASE = ServiceHost(f"{DATABASE_CLUSTER}-rw", DATA_NAMESPACE, POSTGRES_PORT)
 DATABASE_OWNER_SECRET = f"{DATABASE_CLUSTER}-owner"
+DATABASE_RUNTIME_SECRET = f"{DATABASE_CLUSTER}-runtime"
 MIGRATE_COMMAND = ["python3", "-m", "services.reporting.migrator"]
 CLASSIFIER_LAG_PER_REPLICA = 64
 # The provider's default computed fields, plus the replica count the HPA or KEDA owns.
@@ -206,21 +210,56 @@ def kube_context_access(target: Target) -> ClusterAccess:
     )
 
 
+def basic_auth_secret(name: str, namespace: str, *, username: str, password: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/basic-auth",
+        "metadata": {"name": name, "namespace": namespace},
+        "stringData": {"username": username, "password": password},
+    }
+
+
+def nats_users_secret(passwords: dict[str, str]) -> dict[str, Any]:
+    """The NATS server's copy of every service user's password (key: the user)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {"name": charts.NATS_USERS_SECRET, "namespace": NATS_NAMESPACE},
+        "stringData": passwords,
+    }
+
+
 def platform_stack(
     app: App, env: Environment, target: Target, access: ClusterAccess
-) -> TerraformStack:
+) -> tuple[TerraformStack, dict[str, str]]:
+    """The platform, and the tokens of the NATS users' passwords (user -> password), which
+    the app stack reads back through this stack's state for the services' own Secrets."""
     stack = builders.new_stack(app, "platform")
     _state(stack, env, target, "platform")
     kubernetes, helm = _providers(stack, access)
+    random = builders.provider(stack, builders.RANDOM, {})
     namespaces = {
         name: builders.kubernetes_object(
             stack, workloads.namespace(name, mesh=name in MESH_NAMESPACES), kubernetes=kubernetes
         )
         for name in PLATFORM_NAMESPACES
     }
+    nats_passwords = {
+        user: builders.random_password(stack, f"nats-password-{user}", random=random)
+        for user in charts.nats_users()
+    }
+    nats_secret = builders.kubernetes_object(
+        stack,
+        nats_users_secret(nats_passwords),
+        kubernetes=kubernetes,
+        depends_on=[namespaces[NATS_NAMESPACE]],
+    )
     installed: list[Any] = []
     for release in charts.releases(env):
         # Istio first: later releases run pods with sidecars, which need istiod's webhook.
+        needs = [nats_secret] if release.name == NATS_RELEASE else []
         installed.append(
             builders.helm_release(
                 stack,
@@ -229,14 +268,18 @@ def platform_stack(
                 chart=release.chart,
                 values=release.values,
                 helm=helm,
-                depends_on=[namespaces[release.namespace], *installed[:2]],
+                depends_on=[namespaces[release.namespace], *installed[:2], *needs],
             )
         )
-    return stack
+    return stack, nats_passwords
 
 
 def database_cluster(env: Environment) -> dict[str, Any]:
-    """The CloudNativePG `Cluster`: 3 instances, owner password from a Terraform variable."""
+    """The CloudNativePG `Cluster`: 3 instances, owner password from a Terraform variable.
+
+    The owner (bootstrap) owns the schema and runs the migrations; the runtime role reporting
+    serves with is a managed role the operator creates and keeps in line with its Secret. Its
+    rights on the tables come from the migrations, as in the local mesh."""
     spec: dict[str, Any] = {
         "instances": 3,
         "storage": {"size": env.postgres_storage},
@@ -246,6 +289,20 @@ def database_cluster(env: Environment) -> dict[str, Any]:
                 "owner": DATABASE_OWNER,
                 "secret": {"name": DATABASE_OWNER_SECRET},
             }
+        },
+        "managed": {
+            "roles": [
+                {
+                    "name": DATABASE_RUNTIME_ROLE,
+                    "ensure": "present",
+                    "login": True,
+                    "superuser": False,
+                    "createdb": False,
+                    "createrole": False,
+                    "inherit": True,
+                    "passwordSecret": {"name": DATABASE_RUNTIME_SECRET},
+                }
+            ]
         },
         "inheritedMetadata": {"labels": {"app.kubernetes.io/name": DATABASE_CLUSTER}},
         "serviceAccountName": DATABASE_CLUSTER,
@@ -284,37 +341,40 @@ def scheduled_backup(env: Environment) -> dict[str, Any] | None:
 
 def platform_crs_stack(
     app: App, env: Environment, target: Target, access: ClusterAccess
-) -> TerraformStack:
+) -> tuple[TerraformStack, str]:
+    """The database, and the token of the runtime role's password (for reporting's URL)."""
     stack = builders.new_stack(app, "platform-crs")
     _state(stack, env, target, "platform-crs")
     kubernetes, _ = _providers(stack, access)
+    random = builders.provider(stack, builders.RANDOM, {})
     password = builders.variable(
         stack,
         DATABASE_PASSWORD_VARIABLE,
         description="Password of the PostgreSQL owner of the weather database.",
         sensitive=True,
     )
-    owner_secret = builders.kubernetes_object(
-        stack,
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "type": "kubernetes.io/basic-auth",
-            "metadata": {"name": DATABASE_OWNER_SECRET, "namespace": DATA_NAMESPACE},
-            "stringData": {"username": DATABASE_OWNER, "password": password},
-        },
-        kubernetes=kubernetes,
-    )
+    runtime_password = builders.random_password(stack, "database-runtime-password", random=random)
+    role_secrets = [
+        builders.kubernetes_object(
+            stack,
+            basic_auth_secret(name, DATA_NAMESPACE, username=role, password=role_password),
+            kubernetes=kubernetes,
+        )
+        for name, role, role_password in (
+            (DATABASE_OWNER_SECRET, DATABASE_OWNER, password),
+            (DATABASE_RUNTIME_SECRET, DATABASE_RUNTIME_ROLE, runtime_password),
+        )
+    ]
     builders.kubernetes_object(
         stack,
         database_cluster(env),
         kubernetes=kubernetes,
-        depends_on=[owner_secret],
+        depends_on=role_secrets,
     )
     backup = scheduled_backup(env)
     if backup:
         builders.kubernetes_object(stack, backup, kubernetes=kubernetes)
-    return stack
+    return stack, runtime_password
 
 
 @dataclass(frozen=True)
@@ -327,10 +387,13 @@ class TlsVariables:
 
 @dataclass(frozen=True)
 class ServiceSecrets:
-    """Tokens of the Terraform variables that feed the services' secret settings."""
+    """Tokens of what feeds the services' secret settings: Terraform variables, and the
+    passwords the platform stacks generate (read through their state)."""
 
-    database_password: str
+    database_password: str  # the owner's, which runs the migrations
+    runtime_database_password: str  # the runtime role's, which reporting serves with
     page_token_secret: str
+    nats_passwords: dict[str, str]  # NATS user (the service) -> its password
 
 
 def external_cidrs(env: Environment) -> dict[str, str]:
@@ -351,6 +414,13 @@ def app_objects(
     objects: list[dict[str, Any]] = [workloads.namespace(APP_NAMESPACE, mesh=True)]
     for service in SERVICES:
         service_env = service_environment(service, workloads.cluster_settings(env, service))
+        if service in secrets.nats_passwords:
+            objects.append(
+                workloads.secret(
+                    workloads.nats_password_secret(service),
+                    {workloads.NATS_PASSWORD_KEY: secrets.nats_passwords[service]},
+                )
+            )
         secret_name = None
         if service_env.secret_variables:
             secret_name = service
@@ -358,8 +428,8 @@ def app_objects(
                 workloads.secret(
                     secret_name,
                     {
-                        variable: _secret_value(variable, secrets)
-                        for variable in service_env.secret_variables
+                        variable: _secret_value(field, secrets)
+                        for variable, field in service_env.secret_variables.items()
                     },
                 )
             )
@@ -400,16 +470,24 @@ def _tls_secret(name: str, tls: TlsVariables) -> dict[str, Any]:
     }
 
 
-def _secret_value(variable: str, secrets: ServiceSecrets) -> str:
-    # The cluster's migration and runtime connections are both the owner's for now.
-    if variable.endswith("DATABASE_URL"):
-        return (
-            f"postgresql://{DATABASE_OWNER}:{builders.url_encode(secrets.database_password)}"
-            f"@{DATABASE.address}/{DATABASE_NAME}"
-        )
-    if variable.endswith("PAGE_TOKEN_SECRET"):
+def database_url(role: str, password: str) -> str:
+    return f"postgresql://{role}:{builders.url_encode(password)}@{DATABASE.address}/{DATABASE_NAME}"
+
+
+def _secret_value(field: str, secrets: ServiceSecrets) -> str:
+    """The value of a secret setting, by its field name in the settings class."""
+    if field == "database_url":  # reporting serves as the runtime role: rows, no DDL
+        return database_url(DATABASE_RUNTIME_ROLE, secrets.runtime_database_password)
+    if field == "migration_database_url":  # the owner applies the migrations
+        return database_url(DATABASE_OWNER, secrets.database_password)
+    if field == "page_token_secret":
         return secrets.page_token_secret
-    raise ValueError(f"no Terraform variable feeds the secret setting {variable}")
+    raise ValueError(f"nothing feeds the secret setting {field}")
+
+
+def _nats_volumes(service_env: Any) -> tuple[dict[str, Any], ...]:
+    volume = workloads.nats_password_volume(service_env)
+    return (volume,) if volume else ()
 
 
 def _service_objects(
@@ -437,6 +515,7 @@ def _service_objects(
             service_account_name=service,
             container=container,
             grace_seconds=workloads.termination_grace(service_env),
+            volumes=_nats_volumes(service_env),
         ),
         workloads.grpc_service(service, service_env),
         workloads.disruption_budget(service),
@@ -500,12 +579,26 @@ def _canary_objects(
             service_account_name="classifier",
             container=container,
             grace_seconds=workloads.termination_grace(service_env),
+            volumes=_nats_volumes(service_env),
         ),
     ]
 
 
+@dataclass(frozen=True)
+class GeneratedPasswords:
+    """Tokens of the passwords the platform stacks generate, which the app stack reads."""
+
+    nats: dict[str, str]
+    database_runtime: str
+
+
 def app_stack(
-    app: App, env: Environment, target: Target, access: ClusterAccess, default_image_tag: str
+    app: App,
+    env: Environment,
+    target: Target,
+    access: ClusterAccess,
+    default_image_tag: str,
+    passwords: GeneratedPasswords,
 ) -> TerraformStack:
     stack = builders.new_stack(app, "app")
     _state(stack, env, target, "app")
@@ -544,7 +637,12 @@ def app_stack(
         ),
         sensitive=True,
     )
-    secrets = ServiceSecrets(database_password=password, page_token_secret=page_token_secret)
+    secrets = ServiceSecrets(
+        database_password=password,
+        runtime_database_password=passwords.database_runtime,
+        page_token_secret=page_token_secret,
+        nats_passwords=passwords.nats,
+    )
     for obj in app_objects(
         env, image_tag=image_tag, canary_tag=canary_tag, secrets=secrets, tls=tls
     ):
@@ -588,9 +686,10 @@ def build(
         access = kube_context_access(target)
     else:
         stacks["cluster"], access = cluster_stack(app, env)
-    stacks["platform"] = platform_stack(app, env, target, access)
-    stacks["platform-crs"] = platform_crs_stack(app, env, target, access)
-    stacks["app"] = app_stack(app, env, target, access, default_image_tag)
+    stacks["platform"], nats_passwords = platform_stack(app, env, target, access)
+    stacks["platform-crs"], runtime_password = platform_crs_stack(app, env, target, access)
+    passwords = GeneratedPasswords(nats=nats_passwords, database_runtime=runtime_password)
+    stacks["app"] = app_stack(app, env, target, access, default_image_tag, passwords)
     order = list(stacks.values())
     for earlier, later in itertools.pairwise(order):
         builders.depends(later, earlier)

@@ -30,6 +30,16 @@ PROBE_PERIOD_SECONDS = 5
 ALL_INTERFACES = "0.0.0.0"  # nosec B104 - inside the pod
 # The only writable path: an emptyDir, as the images expect (no writes outside /tmp).
 TMP_MOUNT = {"name": "tmp", "mountPath": "/tmp"}  # nosec B108 - a mount point, not a file
+# A service's NATS password: its own Secret (`<service>-nats`), one key, mounted read-only.
+NATS_PASSWORD_KEY = "password"
+NATS_PASSWORD_VOLUME = "nats-password"
+NATS_PASSWORD_DIR = "/var/run/secrets/weather-mesh/nats"
+SECRET_FILE_MODE = 0o440  # owner and the pod's fsGroup (the service's user) read it
+
+
+def nats_password_secret(user: str) -> str:
+    """The app namespace's Secret holding `user`'s NATS password (the service's own)."""
+    return f"{user}-nats"
 
 
 def cluster_settings(env: Environment, service: ServiceName) -> dict[str, Any]:
@@ -38,6 +48,9 @@ def cluster_settings(env: Environment, service: ServiceName) -> dict[str, Any]:
         "grpc_host": ALL_INTERFACES,
         "metrics_host": ALL_INTERFACES,
         "nats_url": f"nats://{NATS_CLIENT.address}",
+        # Its own NATS user (named after it, as the broker's permission table is).
+        "nats_user": service,
+        "nats_password_file": f"{NATS_PASSWORD_DIR}/{NATS_PASSWORD_KEY}",
         **token_settings(service),
         **env.service_overrides.get(service, {}),
     }
@@ -154,6 +167,7 @@ def _pod_template(
     container: Manifest,
     grace_seconds: int,
     restart_policy: str = "Always",
+    extra_volumes: tuple[Manifest, ...] = (),
 ) -> Manifest:
     return {
         "metadata": {
@@ -173,7 +187,7 @@ def _pod_template(
                 {"app.kubernetes.io/name": labels["app.kubernetes.io/name"]}
             ),
             "containers": [container],
-            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
+            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}, *extra_volumes],
         },
     }
 
@@ -218,6 +232,36 @@ def metrics_port(service_env: ServiceEnvironment) -> int:
     return port
 
 
+def nats_password_volume(service_env: ServiceEnvironment) -> Manifest | None:
+    """The volume of the service's NATS password, if its settings name a password file."""
+    user = getattr(service_env.settings, "nats_user", None)
+    if user is None or getattr(service_env.settings, "nats_password_file", None) is None:
+        return None
+    return {
+        "name": NATS_PASSWORD_VOLUME,
+        "secret": {
+            "secretName": nats_password_secret(user),
+            "defaultMode": SECRET_FILE_MODE,
+            "items": [{"key": NATS_PASSWORD_KEY, "path": NATS_PASSWORD_KEY}],
+            # Kubernetes' default, spelt out: podman 4.3's kube play (make test-images)
+            # dereferences an unset `optional` and crashes.
+            "optional": False,
+        },
+    }
+
+
+def _volume_mounts(service_env: ServiceEnvironment) -> list[Manifest]:
+    mounts: list[Manifest] = [TMP_MOUNT]
+    password_file = getattr(service_env.settings, "nats_password_file", None)
+    if nats_password_volume(service_env) is not None:
+        if not str(password_file).startswith(NATS_PASSWORD_DIR + "/"):
+            raise ValueError(f"nats_password_file {password_file} is outside {NATS_PASSWORD_DIR}")
+        mounts.append(
+            {"name": NATS_PASSWORD_VOLUME, "mountPath": NATS_PASSWORD_DIR, "readOnly": True}
+        )
+    return mounts
+
+
 def service_container(
     service: ServiceName,
     service_env: ServiceEnvironment,
@@ -242,7 +286,7 @@ def service_container(
         "env": telemetry_env(service, env),
         "resources": _resources(env.workload(service)),
         "securityContext": _container_security(),
-        "volumeMounts": [TMP_MOUNT],
+        "volumeMounts": _volume_mounts(service_env),
         **_grpc_probes(grpc_port(service_env)),
     }
 
@@ -255,6 +299,7 @@ def deployment(
     service_account_name: str,
     container: Manifest,
     grace_seconds: int,
+    volumes: tuple[Manifest, ...] = (),
 ) -> Manifest:
     return {
         "apiVersion": "apps/v1",
@@ -270,6 +315,7 @@ def deployment(
                 service_account_name=service_account_name,
                 container=container,
                 grace_seconds=grace_seconds,
+                extra_volumes=volumes,
             ),
         },
     }

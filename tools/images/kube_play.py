@@ -7,11 +7,12 @@ field (the tests assert nothing else differs):
 
 - the image: `<registry>/weather-mesh/<name>:${var.image_tag}` -> the image built here;
 - in-cluster addresses (NATS, OTLP) and the identity provider's JWKS URI -> local ones, in
-  ConfigMaps and `env`; the Secret's values (a Terraform token for the database URL and the
-  page-token key) -> values given here;
+  ConfigMaps and `env`; the Secrets' values (Terraform tokens: the database URLs, the
+  page-token key, each service's NATS password) -> values given here;
 - ports: every pod shares the host's network, so each container port moves to a free one,
   in its ConfigMap (or, for the UI, the image's port variable) and in its probes;
-- names podman keeps machine-wide (pods, secrets, volumes) get a run suffix;
+- names podman keeps machine-wide (pods, secrets, volumes) get a run suffix, in the
+  references to them too (`envFrom`'s secretRef, a secret volume's secretName);
 - what podman cannot honour is dropped (see `_pod_spec` and `_container`).
 
 Everything else - command, env names, the ConfigMaps' keys, resources, both securityContexts,
@@ -73,7 +74,8 @@ class LocalMachine:
     addresses: Mapping[str, str]
     """In-cluster address -> local one (NATS, the OTLP receiver, the JWKS URI)."""
     secret_values: Mapping[str, str]
-    """Secret key -> value here, for every key whose synthesized value is a Terraform token."""
+    """Value here of every Secret key whose synthesized value is a Terraform token, by
+    `<Secret name>/<key>` or, when no Secret shares the key, by `<key>` alone."""
     suffix: str
     """Appended to every name podman keeps machine-wide, so runs never collide."""
 
@@ -86,6 +88,9 @@ class KubePlay:
     documents: list[Manifest]
     secrets: dict[str, dict[str, str]]
     """podman secret name -> its keys and values (podman 4.3 cannot play a Secret: below)."""
+    mounted_secrets: set[str] = field(default_factory=set)
+    """The secrets a volume mounts: podman 4.3 reads those as a Secret object, not as the
+    JSON of base64 values an `envFrom` needs (`podman_secret_payload`)."""
     ports: dict[str, dict[str, int]] = field(default_factory=dict)
     """Deployment (synthesized name) -> container port name -> the free port it uses here."""
     volumes: list[str] = field(default_factory=list)
@@ -121,6 +126,23 @@ def podman_secret_payload(values: Mapping[str, str]) -> str:
     )
 
 
+def podman_mounted_secret_payload(name: str, values: Mapping[str, str]) -> str:
+    """What `podman secret create` must hold for a `secret` volume in podman 4.3: a Secret
+    object whose `data` holds the values as they are (4.3 ignores `stringData` and writes
+    each `data` value to its file without base64-decoding it)."""
+    return json.dumps(
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "data": values}
+    )
+
+
+def secret_payload(play: KubePlay, name: str) -> str:
+    """The `podman secret create` payload of the play's secret `name`."""
+    values = play.secrets[name]
+    if name in play.mounted_secrets:
+        return podman_mounted_secret_payload(name, values)
+    return podman_secret_payload(values)
+
+
 def adapt(
     objects: Iterable[Manifest],
     deployments: Iterable[str],
@@ -148,6 +170,13 @@ def adapt(
         }
         for volume in spec.get("volumes", []):
             volume["name"] = volume_names[volume["name"]]
+            if "secret" in volume:
+                local_name = _local_secret(
+                    play, by_kind_name, volume["secret"]["secretName"], machine
+                )
+                volume["secret"]["secretName"] = local_name
+                play.mounted_secrets.add(local_name)
+                play.volumes.append(local_name)  # podman 4.3 fills a volume of that name
         play.volumes += volume_names.values()
         for container in spec["containers"]:
             image_name = _image_name(container["image"])
@@ -164,10 +193,9 @@ def adapt(
                     _localise_config(config_map["data"], machine, by_number)
                     config_maps.append(config_map)
                 if "secretRef" in source:
-                    secret = _referenced(by_kind_name, "Secret", source["secretRef"]["name"])
-                    local_name = f"{secret['metadata']['name']}-{machine.suffix}"
-                    source["secretRef"]["name"] = local_name
-                    play.secrets[local_name] = _secret_values(secret, machine)
+                    source["secretRef"]["name"] = _local_secret(
+                        play, by_kind_name, source["secretRef"]["name"], machine
+                    )
             image_port_variable = IMAGE_PORT_VARIABLES.get(image_name)
             if image_port_variable and by_number:
                 # The UI image has no ConfigMap: its port comes from a variable with the
@@ -244,10 +272,26 @@ def _localise(value: str, addresses: Mapping[str, str]) -> str:
     return value
 
 
+def _local_secret(
+    play: KubePlay,
+    by_kind_name: Mapping[tuple[str, str], Manifest],
+    name: str,
+    machine: LocalMachine,
+) -> str:
+    """The run's copy of Secret `name`, with local values: its machine-wide name."""
+    secret = _referenced(by_kind_name, "Secret", name)
+    local_name = f"{name}-{machine.suffix}"
+    play.secrets[local_name] = _secret_values(secret, machine)
+    return local_name
+
+
 def _secret_values(secret: Manifest, machine: LocalMachine) -> dict[str, str]:
     values: dict[str, str] = {}
     for key, value in secret.get("stringData", {}).items():
-        if key in machine.secret_values:
+        qualified = f"{secret['metadata']['name']}/{key}"
+        if qualified in machine.secret_values:
+            values[key] = machine.secret_values[qualified]
+        elif key in machine.secret_values:
             values[key] = machine.secret_values[key]
         elif TERRAFORM_TOKEN.search(value):
             raise AdaptationError(f"Secret {secret['metadata']['name']}: no local value for {key}")

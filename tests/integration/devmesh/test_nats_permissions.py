@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 import nats
 import pytest
@@ -18,9 +19,18 @@ from meshkit.broker_layout import (
     JOBS_STREAM,
     BrokerSettings,
     declare_broker,
+    declare_model_repository,
     job_subject,
 )
+from meshkit.broker_permissions import MODEL_PUBLISHER_USER
 from meshkit.job_states import EVENT_KINDS
+from meshkit.model_repository import (
+    current_model_version,
+    fetch_model,
+    promote_model,
+    publish_model,
+    release_history,
+)
 
 JOB_ID = "ab" * 16
 # A denied publish gets no ack: the JetStream publish times out after this.
@@ -101,3 +111,31 @@ async def test_the_classifier_reads_a_multi_chunk_image_the_dispatcher_wrote(
     async with connected(declared, "classifier") as classifier:
         store = await classifier.jetstream().object_store(IMAGES_BUCKET)
         assert (await store.get("large")).data == photo
+
+
+async def test_the_model_publisher_publishes_and_promotes_but_queues_no_job(
+    declared: NatsServer,
+) -> None:
+    """The user an operator runs `training.publish_model` as against a cluster (no admin
+    there): every step of publish, show and promote passes; a job event is refused."""
+    model_bytes = b"not really a keras file, but bytes with a version"
+    async with connected(declared, MODEL_PUBLISHER_USER) as publisher:
+        jetstream = publisher.jetstream()
+        await declare_model_repository(jetstream, BrokerSettings())
+        published, stored = await publish_model(
+            jetstream, model_bytes, published_by="ci@test", published_at=datetime.now(UTC)
+        )
+        assert stored
+        assert not (
+            await publish_model(
+                jetstream, model_bytes, published_by="x", published_at=datetime.now(UTC)
+            )
+        )[1]
+        await promote_model(jetstream, published.version)
+        assert await current_model_version(jetstream) == published.version
+        assert await release_history(jetstream) == [published.version]
+        assert await fetch_model(jetstream, published.version) == model_bytes
+        subject = job_subject(JOB_ID, "queued")
+        with pytest.raises(NatsError):
+            await jetstream.publish(subject, b"forged", timeout=DENIED_ACK_SECONDS)
+    assert not await stored_on(declared, subject)

@@ -41,8 +41,9 @@ from tools.images.names import SERVICES, UI_IMAGE_NAME, image_ref, image_tag
 from tools.images.podman import image_id
 from tools.proof.gateway import Metadata
 from tools.proof.tokens import operator_metadata
-from weather_deploy.charts import JAEGER_OTLP, NATS_CLIENT
+from weather_deploy.charts import JAEGER_OTLP, NATS_CLIENT, nats_users
 from weather_deploy.istio_objects import ISTIO_DIR, edge_token_rule, load_istio_objects
+from weather_deploy.workloads import NATS_PASSWORD_KEY, nats_password_secret
 
 # A cold classifier imports TensorFlow and loads its model: generous, never a timing test.
 SERVING_TIMEOUT_SECONDS = 300.0
@@ -142,9 +143,8 @@ def mesh(
         monitor_port=free_port(),
         store_dir=workdir / "nats",
         log_path=workdir / "nats.log",
-        # The cluster's NATS has no per-service users yet (README "Limits and credentials"),
-        # so the synthesized Deployments carry none: the local one admits them as they are.
-        authenticated=False,
+        # The same per-service users and rights as the cluster's NATS: each pod connects as
+        # its service, with the password file its Deployment mounts from its own Secret.
     )
     database_name = f"images_{workdir.name.replace('-', '_')}"
     database_url: str | None = None
@@ -164,6 +164,12 @@ def mesh(
                 "REPORTING_DATABASE_URL": postgres_server.runtime_dsn_for(database_name),
                 "REPORTING_MIGRATION_DATABASE_URL": database_url,
                 "REPORTING_PAGE_TOKEN_SECRET": secrets.token_urlsafe(32),
+                **{
+                    f"{nats_password_secret(user)}/{NATS_PASSWORD_KEY}": nats.password_file(
+                        user
+                    ).read_text(encoding="utf-8")
+                    for user in nats_users()
+                },
             },
             suffix=uuid.uuid4().hex[:8],
         )
@@ -188,7 +194,16 @@ def mesh(
         ui = Container(play.container_name(UI_IMAGE_NAME, UI_IMAGE_NAME), built_images["ui"])
         ui.wait_until(answers_http(ui_port), "answering HTTP", SERVING_TIMEOUT_SECONDS)
         print(f"kube play to all SERVING: {time.monotonic() - started:.1f} s")
-        yield KubePlayedMesh(synthesized, play, services, ui, ui_port, nats.url)
+        yield KubePlayedMesh(
+            synthesized,
+            play,
+            services,
+            ui,
+            ui_port,
+            nats.url,
+            nats.monitor_url,
+            postgres_server.dsn_for(database_name),
+        )
     finally:
         if pods is not None:
             pods.remove()

@@ -100,6 +100,10 @@ class KubePlayedMesh:
     ui: Container
     ui_port: int
     nats_url: str
+    nats_monitor_url: str
+    """The nats-server's monitoring endpoint: who is connected, as which user."""
+    database_superuser_dsn: str
+    """The played database as the superuser: who is connected, as which role."""
 
     def synthesized_deployment(self, name: str) -> dict[str, Any]:
         (found,) = (

@@ -15,7 +15,7 @@ from typing import Any
 # jsii's Node.js runtime warns on every start that Node 20 is past its support date.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-from tools.images.kube_play import KubePlay, podman_secret_payload
+from tools.images.kube_play import KubePlay, secret_payload
 from tools.images.names import SERVICES, UI_IMAGE_NAME
 from tools.images.podman import podman
 from weather_deploy.config import EnvironmentName
@@ -48,9 +48,9 @@ class PlayedPods:
 
     def start(self) -> str:
         """Create the secrets, then play the file; podman's report."""
-        for name, values in self.play.secrets.items():
+        for name in self.play.secrets:
             payload = self.workdir / f"{name}.json"
-            payload.write_text(podman_secret_payload(values), encoding="utf-8")
+            payload.write_text(secret_payload(self.play, name), encoding="utf-8")
             payload.chmod(0o600)
             self.created_secrets.append(name)
             podman(["secret", "create", name, str(payload)], capture=True)

@@ -18,8 +18,10 @@ import urllib.request
 from pathlib import Path
 
 import grpc
+import psycopg
 import pytest
 
+from services.reporting.migrations import RUNTIME_ROLE
 from tests.integration.images.containers import (
     SERVING,
     Container,
@@ -79,6 +81,27 @@ def test_every_kube_played_service_reports_serving_from_outside(mesh: KubePlayed
     for name, status in statuses.items():
         print(f"{name} {mesh.services[name].address}: {'SERVING' if status == SERVING else status}")
     assert statuses == {name: SERVING for name in SERVICES}
+
+
+def test_each_kube_played_service_is_its_own_nats_user_and_reporting_the_runtime_role(
+    mesh: KubePlayedMesh,
+) -> None:
+    """The Deployments' mounted password files, read by the services: each connects to a
+    NATS that admits no anonymous client, as the user of its own name; reporting serves as
+    the runtime role, not as the owner that ran the migrations."""
+    with urllib.request.urlopen(f"{mesh.nats_monitor_url}/connz?auth=true", timeout=5) as reply:
+        connections = json.load(reply)["connections"] or []
+    users = {connection.get("authorized_user") for connection in connections}
+    assert set(SERVICES) <= users, connections
+    with psycopg.connect(mesh.database_superuser_dsn, autocommit=True) as connection:
+        roles = {
+            row[0]
+            for row in connection.execute(
+                "SELECT usename FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid()"
+            ).fetchall()
+        }
+    assert roles == {RUNTIME_ROLE}
 
 
 def test_photo_is_classified_and_reported_by_the_kube_played_services(

@@ -63,6 +63,10 @@ def test_an_unknown_field_in_a_custom_resource_is_refused(prod: Synthesized) -> 
     database["spec"]["replicas"] = 3  # CloudNativePG spells it instances
     with pytest.raises(SchemaError, match="replicas"):
         validate(database)
+    database = copy.deepcopy(prod.find("platform-crs", "Cluster", "weather-db"))
+    database["spec"]["managed"]["roles"][0]["password"] = "x"  # only passwordSecret exists
+    with pytest.raises(SchemaError, match="password"):
+        validate(database)
 
 
 def test_an_unknown_field_in_an_istio_object_is_refused() -> None:

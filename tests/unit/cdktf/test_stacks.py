@@ -10,7 +10,7 @@ import pytest
 from weather_deploy.builders import HELM, KUBERNETES
 from weather_deploy.charts import releases
 from weather_deploy.config import ENVIRONMENTS
-from weather_deploy.contract import DATABASE_OWNER
+from weather_deploy.contract import DATABASE_OWNER, DATABASE_RUNTIME_ROLE
 from weather_deploy.k8s_schemas import shared_k8s_dir
 from weather_deploy.synthesis import Synthesized
 
@@ -50,7 +50,9 @@ def test_platform_and_app_reach_the_cluster_through_its_remote_state(
     for stack in ("platform", "platform-crs", "app"):
         synthesized_stack = synthesized.stacks[stack]
         remote = synthesized_stack["data"]["terraform_remote_state"]
-        (reference,) = remote.values()
+        (reference,) = [
+            r for r in remote.values() if r["config"]["key"].endswith("/cluster.tfstate")
+        ]
         assert reference["backend"] == "s3"
         assert reference["config"]["key"] == f"weather-mesh/{synthesized.env}/cluster.tfstate"
         (kubernetes,) = synthesized_stack["provider"]["kubernetes"]
@@ -119,7 +121,9 @@ def test_kube_context_mode_has_no_cluster_stack_and_uses_the_context(
         (kubernetes,) = stack["provider"]["kubernetes"]
         assert kubernetes["config_context"] == "kind-weather"
         assert "local" in stack["terraform"]["backend"]
-        assert "data" not in stack
+        # Remote state only for what an earlier stack generated (passwords), on local disk.
+        for reference in stack.get("data", {}).get("terraform_remote_state", {}).values():
+            assert reference["backend"] == "local"
     (helm,) = on_kube_context.stacks["platform"]["provider"]["helm"]
     assert helm["kubernetes"]["config_context"] == "kind-weather"
 
@@ -133,9 +137,22 @@ def test_secrets_come_from_sensitive_variables_never_from_the_repo(
         assert "default" not in variables["database_password"]
     secrets = [m for m in synthesized.all_manifests() if m["kind"] == "Secret"]
     assert secrets
+    generated = set(synthesized.stacks["platform"]["resource"]["random_password"]) | set(
+        synthesized.stacks["platform-crs"]["resource"]["random_password"]
+    )
     for secret in secrets:
         for value in secret["stringData"].values():
-            assert "var." in value or value == DATABASE_OWNER, secret["metadata"]["name"]
+            assert (
+                "var." in value
+                or "random_password" in value
+                or value in {DATABASE_OWNER, DATABASE_RUNTIME_ROLE}
+            ), secret["metadata"]["name"]
+    # A generated password is read in its own stack, or through that stack's state.
+    for stack in ("platform", "platform-crs"):
+        for output in synthesized.stacks[stack].get("output", {}).values():
+            if "random_password." in output["value"]:
+                assert output["sensitive"] is True
+    assert generated
 
 
 @pytest.mark.parametrize("env", sorted(ENVIRONMENTS))
@@ -154,7 +171,7 @@ def test_platform_stack_alone_has_the_pinned_nats_release() -> None:
 
     env = ENVIRONMENTS["dev"]
     target = Target(kube_context="kind-weather", kube_api_cidr=KIND_API_CIDR)
-    stack = platform_stack(Testing.app(), env, target, kube_context_access(target))
+    stack, _ = platform_stack(Testing.app(), env, target, kube_context_access(target))
     synthesized = Testing.synth(stack)
     nats = next(r for r in releases(env) if r.name == "nats")
     assert Testing.to_have_resource_with_properties(

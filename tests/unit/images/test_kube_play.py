@@ -24,6 +24,7 @@ from tools.images.kube_play import (
     adapt,
     changed_fields,
     podman_secret_payload,
+    secret_payload,
     unexplained_changes,
 )
 from weather_deploy.charts import JAEGER_OTLP, NATS_CLIENT
@@ -31,6 +32,7 @@ from weather_deploy.stacks import Target
 from weather_deploy.synthesis import synthesize
 
 PLAYED = ("dispatcher", "classifier", "reporting", "ui")
+ON_NATS = ("dispatcher", "classifier", "reporting")
 LOCAL_NATS = "127.0.0.1:14222"
 LOCAL_OTLP = "127.0.0.1:14317"
 LOCAL_DATABASE = "postgresql://postgres@127.0.0.1:15432/images"
@@ -52,6 +54,7 @@ def machine(**changes: Any) -> LocalMachine:
             "REPORTING_DATABASE_URL": LOCAL_DATABASE,
             "REPORTING_MIGRATION_DATABASE_URL": LOCAL_DATABASE,
             "REPORTING_PAGE_TOKEN_SECRET": PAGE_KEY,
+            **{f"{name}-nats/password": f"{name}-password" for name in ON_NATS},
         },
         "suffix": SUFFIX,
         **changes,
@@ -100,9 +103,17 @@ def test_only_adapted_fields_change(app_objects: Manifests, play: KubePlay, name
     assert [m["mountPath"] for m in container(after)["volumeMounts"]] == [
         m["mountPath"] for m in container(before)["volumeMounts"]
     ]
-    assert [{**v, "name": ""} for v in pod_after["spec"]["volumes"]] == [
-        {**v, "name": ""} for v in pod_before["spec"]["volumes"]
+    assert [_unnamed(v) for v in pod_after["spec"]["volumes"]] == [
+        _unnamed(v) for v in pod_before["spec"]["volumes"]
     ]
+
+
+def _unnamed(volume: dict[str, Any]) -> dict[str, Any]:
+    """A volume without the names the run suffix changes (its own, its Secret's)."""
+    unnamed = {**volume, "name": ""}
+    if "secret" in volume:
+        unnamed["secret"] = {**volume["secret"], "secretName": ""}
+    return unnamed
 
 
 @pytest.mark.parametrize("name", ["dispatcher", "classifier", "reporting"])
@@ -165,7 +176,8 @@ def test_secrets_get_local_values_and_a_machine_wide_unique_name(play: KubePlay)
             "REPORTING_DATABASE_URL": LOCAL_DATABASE,
             "REPORTING_MIGRATION_DATABASE_URL": LOCAL_DATABASE,
             "REPORTING_PAGE_TOKEN_SECRET": PAGE_KEY,
-        }
+        },
+        **{f"{name}-nats-{SUFFIX}": {"password": f"{name}-password"} for name in ON_NATS},
     }
     sources = container(play.deployment("reporting"))["envFrom"]
     assert sources == [
@@ -177,7 +189,12 @@ def test_secrets_get_local_values_and_a_machine_wide_unique_name(play: KubePlay)
 
 def test_pods_and_volumes_carry_the_run_suffix(play: KubePlay) -> None:
     assert play.pod_names() == [f"{name}-{SUFFIX}-pod-0" for name in PLAYED]
-    assert play.volumes == [f"{name}-tmp-{SUFFIX}" for name in PLAYED]
+    assert set(play.volumes) == {
+        *(f"{name}-tmp-{SUFFIX}" for name in PLAYED),
+        # each service's password volume, and the volume podman fills from its secret
+        *(f"{name}-nats-password-{SUFFIX}" for name in ON_NATS),
+        *(f"{name}-nats-{SUFFIX}" for name in ON_NATS),
+    }
     assert play.container_name("ui", "ui") == f"ui-{SUFFIX}-pod-0-ui"
 
 
@@ -197,6 +214,7 @@ def test_a_secret_without_a_local_value_is_refused(app_objects: Manifests) -> No
                 secret_values={
                     "REPORTING_DATABASE_URL": LOCAL_DATABASE,
                     "REPORTING_MIGRATION_DATABASE_URL": LOCAL_DATABASE,
+                    "reporting-nats/password": "reporting-password",
                 }
             ),
             ports_from(1),
@@ -216,6 +234,28 @@ def test_an_address_only_the_cluster_resolves_is_refused(app_objects: Manifests)
 def test_an_unknown_deployment_is_refused(app_objects: Manifests) -> None:
     with pytest.raises(AdaptationError, match="no Deployment"):
         adapt(app_objects, ["gateway"], machine(), ports_from(1))
+
+
+def test_each_service_mounts_its_own_password_as_a_secret_podman_can_mount(
+    play: KubePlay,
+) -> None:
+    for name in ON_NATS:
+        spec = play.deployment(name)["spec"]["template"]["spec"]
+        (volume,) = [v for v in spec["volumes"] if "secret" in v]
+        local_name = f"{name}-nats-{SUFFIX}"
+        assert volume["secret"]["secretName"] == local_name
+        assert volume["secret"]["optional"] is False  # podman 4.3 crashes when it is unset
+        assert local_name in play.mounted_secrets
+        payload = json.loads(secret_payload(play, local_name))
+        assert payload["kind"] == "Secret"
+        assert payload["data"] == {"password": f"{name}-password"}  # podman 4.3: not base64
+    env_secret = json.loads(secret_payload(play, f"reporting-{SUFFIX}"))
+    assert base64.b64decode(env_secret["REPORTING_PAGE_TOKEN_SECRET"]).decode() == PAGE_KEY
+
+
+def test_a_password_without_a_local_value_is_refused(app_objects: Manifests) -> None:
+    with pytest.raises(AdaptationError, match="dispatcher-nats: no local value for password"):
+        adapt(app_objects, ["dispatcher"], machine(secret_values={}), ports_from(1))
 
 
 def test_podman_secret_payload_is_a_json_object_of_base64_values() -> None:

@@ -6,8 +6,8 @@ against a real server); here the table's intent is checked with a small matcher.
 
 from __future__ import annotations
 
-from meshkit.broker_layout import IMAGES_BUCKET, job_subject
-from meshkit.broker_permissions import service_permissions
+from meshkit.broker_layout import IMAGES_BUCKET, MODEL_RELEASES_BUCKET, job_subject
+from meshkit.broker_permissions import service_permissions, tool_permissions
 
 JOB_ID = "0" * 32
 
@@ -52,3 +52,17 @@ def test_no_service_may_delete_a_stream_or_write_the_whole_api() -> None:
         assert not may_publish(user, "$JS.API.STREAM.DELETE.WEATHER_JOBS")
         assert not may_publish(user, "$JS.API.STREAM.PURGE.WEATHER_JOBS")
         assert ">" not in service_permissions()[user].publish
+
+
+def test_the_model_publisher_writes_only_the_model_repository_and_its_pointer() -> None:
+    (publisher,) = tool_permissions().values()
+    pointer = f"$KV.{MODEL_RELEASES_BUCKET}.current"
+    assert any(matches(p, pointer) for p in publisher.publish)
+    for forbidden in (
+        job_subject(JOB_ID, "queued"),
+        f"$O.{IMAGES_BUCKET}.C.abc",
+        "$JS.API.STREAM.DELETE.WEATHER_JOBS",
+        "$JS.API.STREAM.PURGE.WEATHER_JOBS",
+    ):
+        assert not any(matches(p, forbidden) for p in publisher.publish), forbidden
+    assert not any(may_publish(user, pointer) for user in service_permissions())
