@@ -125,7 +125,12 @@ def script_text(step: Step) -> str:
 
 
 def _terminate(process: subprocess.Popen[bytes]) -> None:
-    """Stop the step's whole process group: make, pytest and any server they started."""
+    """Stop the step's whole process group: make, pytest and any server they started.
+
+    SIGTERM first so that servers shut down cleanly; once the step's shell has gone (or the
+    grace period is over), SIGKILL whatever is left in the group: a child that ignores or
+    outlives SIGTERM must not survive its step.
+    """
     for sig, grace in ((signal.SIGTERM, _KILL_GRACE_SECONDS), (signal.SIGKILL, None)):
         try:
             os.killpg(process.pid, sig)
@@ -133,7 +138,6 @@ def _terminate(process: subprocess.Popen[bytes]) -> None:
             return
         try:
             process.wait(timeout=grace)
-            return
         except subprocess.TimeoutExpired:
             continue
 
