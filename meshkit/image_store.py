@@ -9,13 +9,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError, ObjectNotFoundError
+from nats.js.object_store import ObjectStore
 
 from meshkit.broker_layout import IMAGES_BUCKET, IMAGES_STREAM
 from weather.v1 import events_pb2
+
+ROLLUP_SUBJECT = "sub"
+"""The meta message replaces the object's earlier meta (nats-py's `MSG_ROLLUP_SUBJECT`)."""
 
 
 class ImageMissingError(LookupError):
@@ -56,24 +61,59 @@ class ImageStore:
         stored = await self._stored_info(image_sha256)
         fresh_after = datetime.now(UTC) - self._ttl / 2
         if stored is None or stored[1] is None or stored[1] < fresh_after:
-            bucket = await self._jetstream.object_store(IMAGES_BUCKET)
-            await bucket.put(
-                image_sha256,
-                data,
-                meta=api.ObjectMeta(
-                    name=image_sha256,
-                    # Sized to the photo: nats-py allocates a whole chunk buffer per put.
-                    options=api.ObjectMetaOptions(
-                        max_chunk_size=max(1, min(len(data), self._max_chunk))
+            previous = stored[0] if stored is not None else None
+            if len(data) <= self._max_chunk:
+                await self._put_one_chunk(image_sha256, data, previous)
+            else:
+                bucket = ObjectStore(IMAGES_BUCKET, self._stream, self._jetstream)
+                await bucket.put(
+                    image_sha256,
+                    data,
+                    meta=api.ObjectMeta(
+                        name=image_sha256,
+                        # nats-py allocates a whole chunk buffer per put.
+                        options=api.ObjectMetaOptions(max_chunk_size=self._max_chunk),
                     ),
-                ),
-            )
+                )
         return events_pb2.ImageReference(
             bucket=IMAGES_BUCKET,
             object_name=image_sha256,
             sha256=image_sha256,
             size_bytes=len(data),
         )
+
+    async def _put_one_chunk(self, name: str, data: bytes, previous: api.ObjectInfo | None) -> None:
+        """Write the object exactly as nats-py's `ObjectStore.put` does (a chunk, then its
+        meta as a roll-up, then the old chunk purged), so any object-store reader finds it,
+        minus the two lookups `put` makes first (the stream's info and the meta put_once
+        has just read): two broker round trips fewer per Submit."""
+        nuid = uuid.uuid4().hex
+        chunk_subject = f"$O.{IMAGES_BUCKET}.C.{nuid}"
+        await self._jetstream.publish(chunk_subject, data)
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode()
+        info = api.ObjectInfo(
+            name=name,
+            bucket=IMAGES_BUCKET,
+            nuid=nuid,
+            size=len(data),
+            chunks=1,
+            mtime=datetime.now(UTC).isoformat(),
+            digest=f"SHA-256={digest}",
+            options=api.ObjectMetaOptions(max_chunk_size=max(1, len(data))),
+        )
+        try:
+            await self._jetstream.publish(
+                self._meta_subject(name),
+                json.dumps(info.as_dict()).encode(),
+                headers={api.Header.ROLLUP: ROLLUP_SUBJECT},
+            )
+        except Exception:
+            await self._jetstream.purge_stream(self._stream, subject=chunk_subject)
+            raise
+        if previous is not None and previous.nuid:
+            await self._jetstream.purge_stream(
+                self._stream, subject=f"$O.{IMAGES_BUCKET}.C.{previous.nuid}"
+            )
 
     async def get(self, image_ref: events_pb2.ImageReference) -> bytes:
         """The bytes, checked against the reference's sha256. ImageMissingError when gone."""
