@@ -56,8 +56,8 @@ VOLUME_WARNING_BYTES = 4 * 1024 * GIB
 
 NEXT_STEP = {
     "classifier": (
-        "add classifier replicas (KEDA scales them on queue lag); per core, a faster runtime "
-        "(`make bench-model`: TF Lite) or a larger batch buys more than more pods"
+        "add classifier replicas (KEDA scales them on queue lag); per core only a cheaper "
+        "model helps (`make bench-model`: TF Lite is not faster at the batcher's sizes)"
     ),
     "dispatcher": "add dispatcher replicas (stateless; each is one event loop, one core)",
     "reporting": (
@@ -65,17 +65,17 @@ NEXT_STEP = {
     ),
     "envoy": "add gateway replicas or raise Envoy's --concurrency (worker threads)",
     "nats": (
-        "run NATS as a 3-node cluster and split the job stream by subject "
-        "(one leader per partition); keep photos out of the job stream (they are in the "
-        "object store already)"
+        "run NATS as a 3-node cluster with the job stream split by subject (one leader per "
+        "partition), and the photos in an external object store (they are nearly all of "
+        "NATS's bytes)"
     ),
     "postgres": (
         "batch reporting's inserts, move reads to a replica (CloudNativePG), then "
         "partition `events` by time so retention drops partitions instead of deleting rows"
     ),
     "storage": (
-        "shorten REPORTING_/DISPATCHER_/CLASSIFIER_RETENTION_SECONDS, or keep photos in an "
-        "external object store with its own lifecycle"
+        "shorten `<SERVICE>_RETENTION_SECONDS` (all services alike), or keep the photos in "
+        "an external object store with its own lifecycle"
     ),
 }
 
@@ -213,6 +213,25 @@ def plan(measured: Measured, rate: int, headroom: float = HEADROOM) -> Plan:
     )
 
 
+def saturates_first(measured: Measured, rate: int, budgets: tuple[Budget, ...], step: Plan) -> str:
+    """With the shipped settings, a storage budget that fills before retention ends comes
+    first (it refuses work within hours); then the biggest consumer of cores."""
+    first = step.first_to_saturate()
+    cpu = (
+        f"**{first.component}** CPU ({first.cores:,.1f} of {step.cores:,.1f} cores): "
+        f"{NEXT_STEP[first.component]}."
+    )
+    full = first_full_budget(measured, rate, budgets)
+    if full is None:
+        return f"- Saturates first: {cpu}"
+    budget, seconds = full
+    return (
+        f"- Saturates first, with the shipped settings: **`{budget.stream}`'s budget** "
+        f"(`<SERVICE>_{budget.setting}`), full after {_duration(seconds)}: size the budgets "
+        f"below. Then {cpu}"
+    )
+
+
 def _number(value: float, digits: int = 1) -> str:
     if math.isinf(value):
         return "unbounded"
@@ -283,8 +302,8 @@ def render(
         "",
         f"- Headroom {HEADROOM:.0%}: every component is sized for {1 + HEADROOM:g}x the "
         "target rate.",
-        f"- Retention {retention_days:g} days (`RETENTION_SECONDS` default, "
-        "`meshkit/broker_layout.py`): photos and events in NATS, rows in PostgreSQL; "
+        f"- Retention {retention_days:g} days (`<SERVICE>_RETENTION_SECONDS`, its default "
+        "in `meshkit/broker_layout.py`): photos and events in NATS, rows in PostgreSQL; "
         "storage below is for one copy (multiply by `BROKER_REPLICAS`).",
         f"- A classifier replica has {CLASSIFIER_REPLICA_CORES} cores; a dispatcher, "
         "reporting or Envoy replica one core; one node is "
@@ -296,7 +315,6 @@ def render(
     ]
     for rate in RATES:
         step = plan(measured, rate)
-        first = step.first_to_saturate()
         stateful = step.busiest_stateful()
         storage = step.nats_bytes / (1 + HEADROOM) * retention_seconds
         pg_storage = step.postgres_bytes / (1 + HEADROOM) * retention_seconds
@@ -320,8 +338,7 @@ def render(
             f"- Storage for {retention_days:g} days: NATS {_bytes(storage)}, PostgreSQL "
             f"{_bytes(pg_storage)}; with {HEADROOM:.0%} headroom "
             f"{_bytes(storage * (1 + HEADROOM))} and {_bytes(pg_storage * (1 + HEADROOM))}.",
-            f"- Saturates first: **{first.component}** CPU ({first.cores:,.1f} of "
-            f"{step.cores:,.1f} cores). Then: {NEXT_STEP[first.component]}.",
+            saturates_first(measured, rate, budgets, step),
             f"- Nearest to outgrowing one node: **{stateful.component}** at {stateful.load:.0%} "
             "of a node"
             + (
@@ -349,6 +366,7 @@ class Budget:
     setting: str
     max_bytes: int
     keep_seconds: float
+    when_full: str
 
 
 def shipped(name: str) -> Any:
@@ -367,20 +385,37 @@ def shipped_budgets() -> tuple[Budget, ...]:
             "IMAGES_MAX_BYTES",
             int(shipped("images_max_bytes")),
             float(shipped("retention_seconds")),
+            "Submit refuses new photos (RESOURCE_EXHAUSTED)",
         ),
         Budget(
             JOBS_STREAM,
             "JOBS_MAX_BYTES",
             int(shipped("jobs_max_bytes")),
             float(shipped("retention_seconds")),
+            "Submit refuses new jobs (RESOURCE_EXHAUSTED)",
         ),
         Budget(
             f"KV_{RESULTS_BUCKET}",
             "RESULTS_MAX_BYTES",
             int(shipped("results_max_bytes")),
             float(shipped("results_ttl_seconds")),
+            "new results go uncached",
         ),
     )
+
+
+def fill_seconds(measured: Measured, rate: int, budget: Budget) -> float:
+    """How long the shipped budget lasts at `rate` (inf when it holds `keep_seconds` of it)."""
+    per_second = rate * measured.nats_stream_bytes.get(budget.stream, 0.0)
+    if per_second <= 0 or per_second * budget.keep_seconds * (1 + HEADROOM) <= budget.max_bytes:
+        return math.inf
+    return budget.max_bytes / per_second
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{seconds / 60:,.0f} min"
+    return f"{seconds / 3600:,.1f} h"
 
 
 def budget_lines(measured: Measured, rate: int, budgets: tuple[Budget, ...]) -> list[str]:
@@ -389,20 +424,29 @@ def budget_lines(measured: Measured, rate: int, budgets: tuple[Budget, ...]) -> 
     for budget in budgets:
         per_job = measured.nats_stream_bytes.get(budget.stream, 0.0)
         need = rate * budget.keep_seconds * per_job * (1 + HEADROOM)
-        if need <= budget.max_bytes:
+        lasts = fill_seconds(measured, rate, budget)
+        if math.isinf(lasts):
             lines.append(
                 f"- `{budget.stream}` needs {_bytes(need)}: fits the shipped "
-                f"`*_{budget.setting}` ({_bytes(budget.max_bytes)})."
+                f"`<SERVICE>_{budget.setting}` ({_bytes(budget.max_bytes)})."
             )
             continue
-        hours = budget.max_bytes / (rate * per_job) / 3600 if per_job else math.inf
         lines.append(
-            f"- `{budget.stream}` needs {_bytes(need)}; the shipped `*_{budget.setting}` "
-            f"({_bytes(budget.max_bytes)}) is full after {_number(hours)} h, and then new "
-            f"uploads are refused: set `<SERVICE>_{budget.setting}` (all services alike) and "
-            "the NATS volume to at least the need."
+            f"- `{budget.stream}` needs {_bytes(need)}; the shipped "
+            f"`<SERVICE>_{budget.setting}` ({_bytes(budget.max_bytes)}) is full after "
+            f"{_duration(lasts)}, then {budget.when_full}: raise it (all services alike) "
+            "and the NATS volume to the need."
         )
     return lines
+
+
+def first_full_budget(
+    measured: Measured, rate: int, budgets: tuple[Budget, ...]
+) -> tuple[Budget, float] | None:
+    """The shipped budget that fills first at `rate`, if one fills before its items expire."""
+    lasting = [(budget, fill_seconds(measured, rate, budget)) for budget in budgets]
+    finite = [(budget, seconds) for budget, seconds in lasting if not math.isinf(seconds)]
+    return min(finite, key=lambda pair: pair[1]) if finite else None
 
 
 def main(argv: list[str] | None = None) -> int:

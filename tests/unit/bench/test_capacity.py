@@ -18,6 +18,7 @@ from bench.capacity import (
     plan,
     render,
     retention_seconds,
+    saturates_first,
     shipped_budgets,
 )
 from meshkit.broker_layout import BrokerSettings
@@ -59,6 +60,11 @@ def figures(**per_job: Any) -> dict[str, Any]:
 
 
 MEASURED = Measured.from_figures(figures())
+# 25 kB of photo per job: at one photo/s this budget holds one hour, not a week.
+SMALL = Budget(
+    "OBJ_weather-images", "IMAGES_MAX_BYTES", 25_000 * 3600, 7 * 86_400.0, "uploads are refused"
+)
+ROOMY = Budget("WEATHER_JOBS", "JOBS_MAX_BYTES", 10**12, 86_400.0, "jobs are refused")
 
 
 def by_component(rate: int) -> dict[str, Any]:
@@ -97,12 +103,18 @@ def test_writes_per_second_are_per_job_writes_times_the_rate() -> None:
 
 
 def test_a_budget_too_small_for_the_retention_says_when_it_fills() -> None:
-    small = Budget("OBJ_weather-images", "IMAGES_MAX_BYTES", 25_000 * 3600, 7 * 86_400.0)
-    (line,) = budget_lines(MEASURED, 1, (small,))
-    assert "is full after 1.0 h" in line
-    roomy = Budget("WEATHER_JOBS", "JOBS_MAX_BYTES", 10**12, 86_400.0)
-    (line,) = budget_lines(MEASURED, 1, (roomy,))
+    (line,) = budget_lines(MEASURED, 1, (SMALL,))
+    assert "is full after 1.0 h, then uploads are refused" in line
+    (line,) = budget_lines(MEASURED, 1, (ROOMY,))
     assert "fits" in line
+
+
+def test_a_budget_that_fills_before_retention_saturates_before_any_cpu() -> None:
+    step = plan(MEASURED, 1)
+    assert "full after 1.0 h" in saturates_first(MEASURED, 1, (SMALL, ROOMY), step)
+    assert saturates_first(MEASURED, 1, (ROOMY,), step).startswith(
+        "- Saturates first: **classifier** CPU"
+    )
 
 
 def test_retention_and_budgets_are_the_shipped_settings() -> None:
