@@ -15,6 +15,7 @@ from nats.js import JetStreamContext
 from devmesh.nats import NatsServer
 from meshkit.broker_layout import IMAGES_BUCKET, IMAGES_STREAM, BrokerSettings, declare_broker
 from meshkit.image_store import ImageStore
+from weather.v1 import events_pb2
 
 WEEK = 7 * 24 * 3600.0
 
@@ -77,3 +78,26 @@ async def test_a_photo_larger_than_one_message_is_stored_in_chunks(
     assert await store.get(reference) == data
     read = await (await jetstream.object_store(IMAGES_BUCKET)).get(sha)
     assert (read.info.chunks or 0) > 1
+
+
+async def test_a_photo_is_read_in_one_get_from_the_chunk_named_after_its_content(
+    jetstream: JetStreamContext,
+) -> None:
+    store = ImageStore(jetstream, jetstream._nc.max_payload, WEEK)
+    data, sha = photo(5_000)
+    await store.put_once(data, sha)
+    chunk = await jetstream.get_last_msg(IMAGES_STREAM, f"$O.{IMAGES_BUCKET}.C.{sha}")
+    assert chunk.data == data
+
+
+async def test_a_photo_written_by_nats_py_is_read_through_its_meta(
+    jetstream: JetStreamContext,
+) -> None:
+    """Objects stored before chunks were named after their content (random chunk ids)."""
+    data, sha = photo(5_000)
+    await (await jetstream.object_store(IMAGES_BUCKET)).put(sha, data)
+    store = ImageStore(jetstream, jetstream._nc.max_payload, WEEK)
+    reference = events_pb2.ImageReference(
+        bucket=IMAGES_BUCKET, object_name=sha, sha256=sha, size_bytes=len(data)
+    )
+    assert await store.get(reference) == data
