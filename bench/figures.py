@@ -104,7 +104,16 @@ def goal_table(figures: Mapping[str, Any]) -> str:
             ]
         )
     shipped = figures.get("via_envoy_shipped_defaults") or {}
-    if shipped:
+    if "error" in shipped:
+        rows.append(
+            [
+                "Submit->SUCCEEDED via Envoy, shipped per-client limits",
+                "-",
+                "no goal (one client)",
+                f"not measured: {str(shipped['error'])[:60]}",
+            ]
+        )
+    elif shipped:
         refused = sum((shipped.get("refused") or {}).values())
         rows.append(
             [

@@ -64,3 +64,9 @@ def test_a_figure_the_run_lacks_is_not_measured_rather_than_a_failure() -> None:
 def test_the_rss_table_ends_with_the_sum() -> None:
     text = rss_table({"nats": 2 * 1024 * 1024, "envoy": 1024 * 1024})
     assert text.splitlines()[-1].split()[-1] == "3.0"
+
+
+def test_a_phase_that_failed_shows_why_instead_of_a_figure() -> None:
+    figures = {"via_envoy_shipped_defaults": {"error": "EnvoyConfigError: bad"}}
+    last = re.split(r"\s{2,}", goal_table(figures).splitlines()[-1])
+    assert last[1:] == ["-", "no goal (one client)", "not measured: EnvoyConfigError: bad"]
