@@ -14,6 +14,9 @@ What each service may publish, beyond the JetStream API calls it makes:
   `current` pointer, which only the publishing tool writes;
 - reporting: nothing but its consumer's acks (it only reads the job stream).
 
+Subscriptions are inboxes only (replies, consumers' deliveries), and for the dispatcher the
+job events as they are published (`JOB_EVENT_NOTICES`: what wakes a WatchJob up).
+
 JetStream API subjects are granted verb by verb and stream by stream: every service may
 declare (create, update, look at) the mesh's streams, because each one declares the layout
 it needs at start; none may delete or purge a stream, except the dispatcher purging the
@@ -104,8 +107,15 @@ _MESH_STREAMS = (
 _EVERY_SERVICE = ["$JS.API.INFO", "$JS.API.STREAM.NAMES", *_declare(_MESH_STREAMS)]
 
 
-def _permissions(publish: list[str]) -> BrokerPermissions:
-    return BrokerPermissions(publish=tuple(_EVERY_SERVICE + publish), subscribe=(INBOXES,))
+def _permissions(publish: list[str], subscribe: tuple[str, ...] = ()) -> BrokerPermissions:
+    return BrokerPermissions(
+        publish=tuple(_EVERY_SERVICE + publish), subscribe=(INBOXES, *subscribe)
+    )
+
+
+JOB_EVENT_NOTICES = f"{JOB_SUBJECT_ROOT}.*.*"
+"""A job's events as they are published (core NATS, not the stream): what wakes a WatchJob
+up; it then reads the stream, which it may read anyway. Not feedback (one token more)."""
 
 
 def service_permissions() -> Mapping[str, BrokerPermissions]:
@@ -127,7 +137,8 @@ def service_permissions() -> Mapping[str, BrokerPermissions]:
                 *_read(kv_stream(MODELS_BUCKET)),
                 # Storage usage for admission: every stream of the budget, advisories too.
                 f"$JS.API.STREAM.INFO.{ADVISORIES_STREAM}",
-            ]
+            ],
+            subscribe=(JOB_EVENT_NOTICES,),  # WatchJob
         ),
         "classifier": _permissions(
             [

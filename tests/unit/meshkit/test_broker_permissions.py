@@ -6,7 +6,7 @@ against a real server); here the table's intent is checked with a small matcher.
 
 from __future__ import annotations
 
-from meshkit.broker_layout import IMAGES_BUCKET, job_subject
+from meshkit.broker_layout import IMAGES_BUCKET, feedback_subject, job_subject
 from meshkit.broker_permissions import service_permissions
 
 JOB_ID = "0" * 32
@@ -52,3 +52,15 @@ def test_no_service_may_delete_a_stream_or_write_the_whole_api() -> None:
         assert not may_publish(user, "$JS.API.STREAM.DELETE.WEATHER_JOBS")
         assert not may_publish(user, "$JS.API.STREAM.PURGE.WEATHER_JOBS")
         assert ">" not in service_permissions()[user].publish
+
+
+def may_subscribe(user: str, subject: str) -> bool:
+    return any(matches(p, subject) for p in service_permissions()[user].subscribe)
+
+
+def test_only_the_dispatcher_hears_job_events_as_published_and_never_feedback() -> None:
+    for kind in ("queued", "succeeded", "failed"):
+        assert may_subscribe("dispatcher", job_subject(JOB_ID, kind))
+        assert not may_subscribe("classifier", job_subject(JOB_ID, kind))
+        assert not may_subscribe("reporting", job_subject(JOB_ID, kind))
+    assert not may_subscribe("dispatcher", feedback_subject(JOB_ID))
