@@ -18,6 +18,9 @@ One tool has a user too, because a cluster has no admin: `models`, the model pub
 tool (`training.publish_model`), the only writer of the model repository and its `current`
 pointer, and allowed nothing else.
 
+Subscriptions are inboxes only (replies, consumers' deliveries), and for the dispatcher the
+job events as they are published (`JOB_EVENT_NOTICES`: what wakes a WatchJob up).
+
 JetStream API subjects are granted verb by verb and stream by stream: every service may
 declare (create, update, look at) the mesh's streams, because each one declares the layout
 it needs at start; none may delete or purge a stream, except the dispatcher purging the
@@ -112,8 +115,15 @@ _MESH_STREAMS = (
 _EVERY_SERVICE = ["$JS.API.INFO", "$JS.API.STREAM.NAMES", *_declare(_MESH_STREAMS)]
 
 
-def _permissions(publish: list[str]) -> BrokerPermissions:
-    return BrokerPermissions(publish=tuple(_EVERY_SERVICE + publish), subscribe=(INBOXES,))
+def _permissions(publish: list[str], subscribe: tuple[str, ...] = ()) -> BrokerPermissions:
+    return BrokerPermissions(
+        publish=tuple(_EVERY_SERVICE + publish), subscribe=(INBOXES, *subscribe)
+    )
+
+
+JOB_EVENT_NOTICES = f"{JOB_SUBJECT_ROOT}.*.*"
+"""A job's events as they are published (core NATS, not the stream): what wakes a WatchJob
+up; it then reads the stream, which it may read anyway. Not feedback (one token more)."""
 
 
 def service_permissions() -> Mapping[str, BrokerPermissions]:
@@ -135,7 +145,8 @@ def service_permissions() -> Mapping[str, BrokerPermissions]:
                 *_read(kv_stream(MODELS_BUCKET)),
                 # Storage usage for admission: every stream of the budget, advisories too.
                 f"$JS.API.STREAM.INFO.{ADVISORIES_STREAM}",
-            ]
+            ],
+            subscribe=(JOB_EVENT_NOTICES,),  # WatchJob
         ),
         "classifier": _permissions(
             [

@@ -7,15 +7,22 @@ reference a queued event carries.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError, ObjectNotFoundError
+from nats.js.object_store import ObjectStore
 
 from meshkit.broker_layout import IMAGES_BUCKET, IMAGES_STREAM
 from weather.v1 import events_pb2
+
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+ROLLUP_SUBJECT = "sub"
+"""The meta message replaces the object's earlier meta (nats-py's `MSG_ROLLUP_SUBJECT`)."""
 
 
 class ImageMissingError(LookupError):
@@ -56,24 +63,68 @@ class ImageStore:
         stored = await self._stored_info(image_sha256)
         fresh_after = datetime.now(UTC) - self._ttl / 2
         if stored is None or stored[1] is None or stored[1] < fresh_after:
-            bucket = await self._jetstream.object_store(IMAGES_BUCKET)
-            await bucket.put(
-                image_sha256,
-                data,
-                meta=api.ObjectMeta(
-                    name=image_sha256,
-                    # Sized to the photo: nats-py allocates a whole chunk buffer per put.
-                    options=api.ObjectMetaOptions(
-                        max_chunk_size=max(1, min(len(data), self._max_chunk))
+            previous = stored[0] if stored is not None else None
+            if len(data) <= self._max_chunk and SHA256_HEX.fullmatch(image_sha256):
+                await self._put_one_chunk(image_sha256, data, previous)
+            else:
+                bucket = ObjectStore(IMAGES_BUCKET, self._stream, self._jetstream)
+                await bucket.put(
+                    image_sha256,
+                    data,
+                    meta=api.ObjectMeta(
+                        name=image_sha256,
+                        # nats-py allocates a whole chunk buffer per put.
+                        options=api.ObjectMetaOptions(max_chunk_size=self._max_chunk),
                     ),
-                ),
-            )
+                )
         return events_pb2.ImageReference(
             bucket=IMAGES_BUCKET,
             object_name=image_sha256,
             sha256=image_sha256,
             size_bytes=len(data),
         )
+
+    async def _put_one_chunk(self, name: str, data: bytes, previous: api.ObjectInfo | None) -> None:
+        """Write the object as nats-py's `ObjectStore.put` does (a chunk, then its meta as a
+        roll-up, then the old chunk purged), so any object-store reader finds it, minus the
+        two lookups `put` makes first (the stream's info and the meta put_once has just
+        read): two broker round trips fewer per Submit.
+
+        One difference: the chunk's subject is named after the content (`name`, its sha256)
+        instead of a random id, so a reader that knows the sha256 fetches the bytes in one
+        direct get, without reading the meta first. A rewrite of the same content puts
+        identical bytes on the same subject and keeps only the newest."""
+        chunk_subject = _chunk_subject(name)
+        await self._jetstream.publish(chunk_subject, data)
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode()
+        info = api.ObjectInfo(
+            name=name,
+            bucket=IMAGES_BUCKET,
+            nuid=name,
+            size=len(data),
+            chunks=1,
+            mtime=datetime.now(UTC).isoformat(),
+            digest=f"SHA-256={digest}",
+            options=api.ObjectMetaOptions(max_chunk_size=max(1, len(data))),
+        )
+        rewrite = previous is not None and previous.nuid == name
+        try:
+            await self._jetstream.publish(
+                self._meta_subject(name),
+                json.dumps(info.as_dict()).encode(),
+                headers={api.Header.ROLLUP: ROLLUP_SUBJECT},
+            )
+        except Exception:
+            # The earlier meta (if any) still points at this subject: keep one chunk then.
+            await self._purge(chunk_subject, keep=1 if rewrite else None)
+            raise
+        if rewrite:
+            await self._purge(chunk_subject, keep=1)
+        elif previous is not None and previous.nuid:
+            await self._purge(_chunk_subject(previous.nuid))
+
+    async def _purge(self, subject: str, keep: int | None = None) -> None:
+        await self._jetstream.purge_stream(self._stream, subject=subject, keep=keep)
 
     async def get(self, image_ref: events_pb2.ImageReference) -> bytes:
         """The bytes, checked against the reference's sha256. ImageMissingError when gone."""
@@ -91,9 +142,17 @@ class ImageStore:
     async def _get_single_chunk(self, name: str) -> bytes | None:
         """The bytes of a one-chunk object by direct get; None for a multi-chunk one.
 
-        A concurrent rewrite of the same photo purges the old chunk after publishing the new
-        meta, so a chunk that vanished between the two reads is looked up once more.
+        One read when the chunk is named after the content (what `put_once` writes); else
+        (objects written by nats-py's `put`) the meta first, then its chunk. A concurrent
+        rewrite purges the old chunk after publishing the new meta, so a chunk that
+        vanished between the two reads is looked up once more.
         """
+        if SHA256_HEX.fullmatch(name):  # never a wildcard in a subject
+            with contextlib.suppress(NotFoundError):
+                chunk = await self._jetstream.get_last_msg(
+                    self._stream, _chunk_subject(name), direct=True
+                )
+                return chunk.data or b""
         for _attempt in range(2):
             stored = await self._stored_info(name)
             if stored is None:
@@ -103,12 +162,16 @@ class ImageStore:
                 return None
             try:
                 chunk = await self._jetstream.get_last_msg(
-                    self._stream, f"$O.{IMAGES_BUCKET}.C.{info.nuid}", direct=True
+                    self._stream, _chunk_subject(info.nuid), direct=True
                 )
             except NotFoundError:
                 continue
             return chunk.data or b""
         raise ImageMissingError(f"image {name} lost its data")
+
+
+def _chunk_subject(nuid: str) -> str:
+    return f"$O.{IMAGES_BUCKET}.C.{nuid}"
 
 
 def _b64(name: str) -> str:

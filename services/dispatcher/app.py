@@ -47,6 +47,7 @@ def build(settings: DispatcherSettings) -> ServiceDefinition:
     )
     jobs = JobBook(
         jetstream=lambda: nats_connection.jetstream,
+        client=lambda: nats_connection.client,
         max_payload=lambda: nats_connection.client.max_payload,
         limits=UploadLimits(settings.max_upload_bytes, settings.max_image_pixels),
         images_ttl_seconds=settings.retention_seconds,

@@ -8,17 +8,18 @@ result cache live in JetStream KV buckets for the same reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import nats.errors
-from nats.aio.msg import Msg
-from nats.js import JetStreamContext, api
+from nats.aio.client import Client
+from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from opentelemetry import trace
@@ -26,7 +27,6 @@ from opentelemetry import trace
 from meshkit.broker_layout import (
     CURRENT_MODEL_KEY,
     IDEMPOTENCY_BUCKET,
-    JOBS_STREAM,
     MODELS_BUCKET,
     RESULTS_BUCKET,
     idempotency_kv_key,
@@ -41,15 +41,13 @@ from meshkit.identity import Caller
 from meshkit.image_store import ImageStore
 from meshkit.job_events import (
     JobAlreadyStartedError,
-    MalformedEventError,
-    decode_event,
     event_kind,
     last_feedback_event,
     last_job_event,
     publish_event,
 )
 from meshkit.job_messages import job_from_event
-from meshkit.job_states import TERMINAL_KINDS, is_terminal_state
+from meshkit.job_states import is_terminal_state
 from meshkit.nats import NatsNotConnectedError
 from meshkit.request_fields import checked_key, display_text
 from meshkit.tracing import IMAGE_SHA256, JOB_ID
@@ -62,7 +60,8 @@ logger = logging.getLogger(__name__)
 MAX_FILENAME_BYTES = 255
 """A file name is for display only, but it rides on every event of the job."""
 MAX_IDEMPOTENCY_KEY_BYTES = 256
-WATCH_CONSUMER_LINGER_SECONDS = 5.0
+WATCH_RECHECK_SECONDS = 10.0
+WATCH_STORE_PAUSES = (0.001, 0.005, 0.02, 0.1)
 
 
 class JobNotFoundError(LookupError):
@@ -145,6 +144,7 @@ class JobBook:
     def __init__(
         self,
         jetstream: Callable[[], JetStreamContext],
+        client: Callable[[], Client],
         max_payload: Callable[[], int],
         limits: UploadLimits,
         images_ttl_seconds: float,
@@ -157,6 +157,7 @@ class JobBook:
         """`on_cache_lookup(hit)` observes every result-cache lookup (metrics)."""
         self._on_cache_lookup = on_cache_lookup
         self._jetstream = jetstream
+        self._client = client
         self._max_payload = max_payload
         self._limits = limits
         self._images_ttl_seconds = images_ttl_seconds
@@ -331,22 +332,48 @@ class JobBook:
     async def watch(self, job_id: str) -> AsyncIterator[job_pb2.Job]:
         """The current state (with its current feedback, as GetJob shows it), then every
         change, ending at a terminal state. Feedback given later is not streamed: a watch of
-        a finished job ends at once, and feedback needs a finished job."""
+        a finished job ends at once, and feedback needs a finished job.
+
+        A job has one change after QUEUED: its terminal event. The watcher listens for the
+        job's events as they are published (a core NATS subscription: no JetStream consumer
+        to create and delete per watch), subscribed before it reads the stream so nothing
+        published in between is missed; a notice only wakes it, and what it sends is the
+        job's last event in the stream (a publish the stream refused, such as a second
+        terminal event, is never reported). Without a notice it reads the stream again
+        every WATCH_RECHECK_SECONDS, so a notice lost to a reconnect only delays the end.
+        """
         _check_job_id(job_id)
         with broker_errors("watch job"):
             js = self._jetstream()
-            stored = await last_job_event(js, job_id)
+            notices = await self._client().subscribe(job_subjects(job_id))
+        try:
+            with broker_errors("watch job"):
+                stored = await last_job_event(js, job_id)
             if stored is None:
                 raise JobNotFoundError(f"no job with id {job_id!r}")
-            job = await _with_feedback(js, job_from_event(stored.event))
-        yield job
-        if is_terminal_state(job.state):
-            return
-        async for event in _events_after(js, job_id, stored.sequence):
-            job = job_from_event(event)
+            with broker_errors("watch job"):
+                job = await _with_feedback(js, job_from_event(stored.event))
             yield job
-            if is_terminal_state(job.state):
-                return
+            while not is_terminal_state(job.state):
+                with (
+                    broker_errors("watch job"),
+                    contextlib.suppress(nats.errors.TimeoutError, TimeoutError),
+                ):
+                    await notices.next_msg(timeout=WATCH_RECHECK_SECONDS)
+                # A notice can overtake the stream's write of the same event: look again
+                # a few times, briefly, before waiting for the next notice.
+                for pause in (*WATCH_STORE_PAUSES, None):
+                    with broker_errors("watch job"):
+                        latest = await last_job_event(js, job_id)
+                    if latest is not None and latest.sequence > stored.sequence:
+                        stored, job = latest, job_from_event(latest.event)
+                        yield job
+                        break
+                    if pause is not None:
+                        await asyncio.sleep(pause)
+        finally:
+            with contextlib.suppress(nats.errors.Error):
+                await notices.unsubscribe()
 
 
 async def _with_feedback(js: JetStreamContext, job: job_pb2.Job) -> job_pb2.Job:
@@ -356,50 +383,6 @@ async def _with_feedback(js: JetStreamContext, job: job_pb2.Job) -> job_pb2.Job:
         if feedback is not None:
             job.feedback.CopyFrom(feedback.event.feedback.feedback)
     return job
-
-
-async def _events_after(
-    js: JetStreamContext, job_id: str, sequence: int
-) -> AsyncIterator[events_pb2.JobEvent]:
-    """Every later event of one job, through an ordered consumer (gap-free, no acks)."""
-    with broker_errors("watch job"):
-        subscription = await js.subscribe(
-            job_subjects(job_id),
-            stream=JOBS_STREAM,
-            ordered_consumer=True,
-            config=api.ConsumerConfig(
-                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-                opt_start_seq=sequence + 1,
-                # While the watcher is subscribed it has interest and the consumer lives; once
-                # it is gone the consumer must go soon: JetStream caps a stream's consumers
-                # (1000 by default), and 60 s of leftovers at 40 watches/s hit that cap.
-                inactive_threshold=WATCH_CONSUMER_LINGER_SECONDS,
-            ),
-        )
-    try:
-        while True:
-            with broker_errors("watch job"):
-                message = await _next_message(subscription.next_msg)
-            try:
-                event = decode_event(message.data)
-            except MalformedEventError as error:
-                logger.warning("skipping a malformed event of job %s: %s", job_id, error)
-                continue
-            yield event
-            if event_kind(event) in TERMINAL_KINDS:
-                return
-    finally:
-        with broker_errors("watch job"):
-            await subscription.unsubscribe()
-
-
-async def _next_message(next_msg: Callable[..., Awaitable[Msg]]) -> Msg:
-    """Wait as long as it takes: a job may stay queued for a while."""
-    while True:
-        try:
-            return await next_msg(timeout=30.0)
-        except nats.errors.TimeoutError:
-            continue
 
 
 def check_may_judge(owner: str, caller: Caller) -> None:

@@ -1,32 +1,36 @@
-"""Resident memory of the mesh's processes, read from /proc, sampled over a run.
+"""Resident memory and CPU time of the mesh's processes, read from /proc, sampled over a run.
 
 Each mesh process leads its own process group (devmesh starts every child in a new
-session), so a component's memory is the sum over its group: PostgreSQL's backends count
-with the postmaster. Shared pages are counted once per process, so a group's figure is an
-upper bound; it is the figure `ps` and the kernel's OOM killer show.
+session), so a component's memory is the sum over its group and over the descendants that
+start sessions of their own: PostgreSQL's backends and helpers count with the postmaster.
+Shared pages are counted once per process, so a group's figure is an upper bound; it is
+the figure `ps` and the kernel's OOM killer show.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 PROC = Path("/proc")
 KIB = 1024
 TCP_LISTEN_STATE = "0A"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+T = TypeVar("T", int, float)
 
 
-def _group_of(pid_dir: Path) -> int | None:
+def _stat_fields(pid_dir: Path) -> list[str] | None:
+    """stat(5) fields after the command name (in parentheses, it may hold spaces)."""
     try:
         stat = (pid_dir / "stat").read_text()
     except OSError:
         return None
-    # Fields after the command name, which is in parentheses and may hold spaces.
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return int(fields[2])
+    return stat[stat.rfind(")") + 2 :].split()
 
 
 def _rss_bytes(pid_dir: Path) -> int:
@@ -39,20 +43,58 @@ def _rss_bytes(pid_dir: Path) -> int:
     return 0
 
 
-def group_rss(leaders: Mapping[str, int]) -> dict[str, int]:
-    """RSS in bytes per component, summed over the process group its leader heads."""
-    by_group = {pid: name for name, pid in leaders.items()}
-    totals = dict.fromkeys(leaders, 0)
+def _cpu_seconds(pid_dir: Path) -> float:
+    """User + system CPU time of the process and of its children it has reaped (PostgreSQL's
+    backends that ended count with the postmaster)."""
+    fields = _stat_fields(pid_dir)
+    if fields is None:
+        return 0.0
+    # utime, stime, cutime, cstime: fields 14-17 of stat(5), 11-14 after the command name.
+    return sum(int(value) for value in fields[11:15]) / CLOCK_TICKS
+
+
+def members(leaders: Mapping[str, int]) -> dict[int, str]:
+    """Every live process of a component: its leader's process group, and any descendant
+    that started a session of its own (PostgreSQL's children do)."""
+    by_leader = {pid: name for name, pid in leaders.items()}
+    parents: dict[int, tuple[int, int]] = {}
     for pid_dir in PROC.iterdir():
-        if not pid_dir.name.isdigit():
-            continue
-        group = _group_of(pid_dir)
-        name = by_group.get(group) if group is not None else None
-        if name is None and int(pid_dir.name) in by_group:
-            name = by_group[int(pid_dir.name)]
-        if name is not None:
-            totals[name] += _rss_bytes(pid_dir)
+        if pid_dir.name.isdigit():
+            fields = _stat_fields(pid_dir)
+            if fields is not None:
+                parents[int(pid_dir.name)] = (int(fields[1]), int(fields[2]))
+
+    def owner(pid: int, depth: int = 0) -> str | None:
+        if pid in by_leader:
+            return by_leader[pid]
+        if pid not in parents or depth > 64:
+            return None
+        parent, group = parents[pid]
+        return by_leader.get(group) or owner(parent, depth + 1)
+
+    found = {pid: owner(pid) for pid in parents}
+    return {pid: name for pid, name in found.items() if name is not None}
+
+
+def _per_component(
+    leaders: Mapping[str, int], measure: Callable[[Path], T], zero: T
+) -> dict[str, T]:
+    """`measure` of every process, summed per component."""
+    totals: dict[str, Any] = dict.fromkeys(leaders, zero)
+    for pid, name in members(leaders).items():
+        totals[name] += measure(PROC / str(pid))
     return totals
+
+
+def group_rss(leaders: Mapping[str, int]) -> dict[str, int]:
+    """RSS in bytes per component, summed over its processes."""
+    return _per_component(leaders, _rss_bytes, 0)
+
+
+def group_cpu_seconds(leaders: Mapping[str, int]) -> dict[str, float]:
+    """CPU seconds used so far per component, summed over its processes: the difference of
+    two readings is what a run cost each component."""
+    return _per_component(leaders, _cpu_seconds, 0.0)
 
 
 def listening_pids(ports: Mapping[str, int]) -> dict[str, int]:

@@ -114,3 +114,26 @@ async def test_classify_refuses_what_is_not_a_photo(
     )
     assert answer.classification.label
     assert pipeline.classifier.process.poll() is None
+
+
+def damaged_inside(jpeg: bytes) -> bytes:
+    """`jpeg` with a marker that cannot be there in the middle of its image data: header and
+    end marker intact, so it passes the door's cheap check; no decoder can read it."""
+    middle = len(jpeg) * 3 // 4
+    return jpeg[:middle] + b"\xff\xc8\x00\x04\x00\x00" + jpeg[middle:]
+
+
+async def test_a_photo_damaged_inside_is_accepted_and_its_job_fails_once_with_a_clear_reason(
+    pipeline: Pipeline, photos: list[Path]
+) -> None:
+    jpeg = next(path for path in photos if path.read_bytes()[:2] == b"\xff\xd8").read_bytes()
+    job = await pipeline.submit(damaged_inside(jpeg), filename="damaged.jpg")
+    states = await pipeline.finished(job.id)
+    terminal = [
+        state
+        for state in states
+        if state.state in (job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED)
+    ]
+    assert [state.state for state in terminal] == [job_pb2.JOB_STATE_FAILED]
+    assert "the JPEG image is corrupt or truncated" in terminal[0].error_message
+    assert pipeline.classifier.process.poll() is None

@@ -6,7 +6,12 @@ against a real server); here the table's intent is checked with a small matcher.
 
 from __future__ import annotations
 
-from meshkit.broker_layout import IMAGES_BUCKET, MODEL_RELEASES_BUCKET, job_subject
+from meshkit.broker_layout import (
+    IMAGES_BUCKET,
+    MODEL_RELEASES_BUCKET,
+    feedback_subject,
+    job_subject,
+)
 from meshkit.broker_permissions import service_permissions, tool_permissions
 
 JOB_ID = "0" * 32
@@ -66,3 +71,15 @@ def test_the_model_publisher_writes_only_the_model_repository_and_its_pointer() 
     ):
         assert not any(matches(p, forbidden) for p in publisher.publish), forbidden
     assert not any(may_publish(user, pointer) for user in service_permissions())
+
+
+def may_subscribe(user: str, subject: str) -> bool:
+    return any(matches(p, subject) for p in service_permissions()[user].subscribe)
+
+
+def test_only_the_dispatcher_hears_job_events_as_published_and_never_feedback() -> None:
+    for kind in ("queued", "succeeded", "failed"):
+        assert may_subscribe("dispatcher", job_subject(JOB_ID, kind))
+        assert not may_subscribe("classifier", job_subject(JOB_ID, kind))
+        assert not may_subscribe("reporting", job_subject(JOB_ID, kind))
+    assert not may_subscribe("dispatcher", feedback_subject(JOB_ID))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
 from meshkit.decode_limit import DecodeLimit, DecoderBusyError
 from meshkit.images import (
@@ -105,3 +105,18 @@ def test_decode_limit_fails_fast_when_full_but_lets_promised_work_wait() -> None
         with limit.slot(fail_fast=False):
             assert limit.in_flight == 2
     assert limit.in_flight == 0
+
+
+def test_a_photo_damaged_in_its_image_data_passes_the_door_and_the_model_refuses_it() -> None:
+    """The door checks the header and the end marker only (no decode): what is damaged in
+    between reaches the classifier, whose decode refuses it in words a person can read
+    (the job then ends FAILED with them)."""
+    photo = encoded(Image.effect_noise((256, 256), 60).convert("RGB"), "JPEG")
+    with Image.open(io.BytesIO(photo)) as opened:
+        assert isinstance(opened, ImageFile.ImageFile)
+        scan_start = opened.tile[0].offset
+    middle = (scan_start + len(photo)) // 2
+    damaged = photo[:middle] + b"\xff\xc8\x00\x04\x00\x00" + photo[middle:]
+    assert check_upload(damaged, 1024 * 1024, 10_000_000)
+    refused = refusal(lambda: preprocess(damaged))
+    assert str(refused).startswith("the JPEG image is corrupt or truncated and cannot be decoded")

@@ -55,3 +55,25 @@ def test_an_animated_gif_is_accepted() -> None:
     frames = [Image.new("RGB", (32, 32), colour) for colour in ("red", "blue")]
     gif = encoded(frames[0], "GIF", save_all=True, append_images=frames[1:])
     assert check_upload(gif, 1024 * 1024, 10_000_000)
+
+
+def with_comment(jpeg: bytes, comment: bytes) -> bytes:
+    """`jpeg` with a COM segment holding `comment` right after SOI."""
+    segment = b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment
+    return jpeg[:2] + segment + jpeg[2:]
+
+
+def test_a_jpeg_cut_short_is_refused_even_when_its_header_holds_an_end_marker() -> None:
+    # An end-of-image marker inside a header segment (as an EXIF thumbnail has) is not the
+    # end of this photo's image data.
+    header_with_eoi = with_comment(JPEG, b"thumbnail \xff\xd9 ends here")
+    assert check_upload(header_with_eoi, 1024 * 1024, 10_000_000)
+    with pytest.raises(UnreadableImageError, match="corrupt or truncated"):
+        check_upload(header_with_eoi[:-100], 1024 * 1024, 10_000_000)
+
+
+def test_a_png_cut_short_is_refused_at_the_door() -> None:
+    png = encoded(Image.effect_noise((64, 64), 50).convert("RGB"), "PNG")
+    assert check_upload(png, 1024 * 1024, 10_000_000)
+    with pytest.raises(UnreadableImageError, match="the PNG image is corrupt or truncated"):
+        check_upload(png[: len(png) - 30], 1024 * 1024, 10_000_000)
