@@ -10,11 +10,11 @@ ASSEMBLE_ARGS ?=
 
 .PHONY: train assemble-model eval bench-model publish-model promote-model models
 
-train: $(INSTALLED) ## retrain the shipped classifier from scratch (~20 min on 2 cores) [TRAIN_ARGS=...], print val metrics
+train: $(INSTALLED) ## retrain the shipped classifier from scratch (~15 min on 2 idle cores) [TRAIN_ARGS=...], print val metrics
 	$(MODEL_ENV) $(BIN)/python -m training.train --data $(WEATHER_DATA) $(TRAIN_ARGS)
 
 assemble-model: $(INSTALLED) ## join saved MEMBERS="a.keras b.keras ..." into the shipped file, calibrated on val
-	@test -n "$(MEMBERS)" || { echo "usage: make assemble-model MEMBERS='<member .keras files>' [ASSEMBLE_ARGS=--no-flip]"; exit 2; }
+	@test -n "$(MEMBERS)" || { echo "usage: make assemble-model MEMBERS='<member .keras files>' [ASSEMBLE_ARGS=--flip]"; exit 2; }
 	$(MODEL_ENV) $(BIN)/python -m training.assemble $(MEMBERS) --val $(WEATHER_DATA)/val --output services/classifier/weather_classifier.keras --report training/last_training_run.json $(ASSEMBLE_ARGS)
 
 eval: $(INSTALLED) ## evaluate the shipped classifier on DATA=<dir of label/ folders>; last line is JSON

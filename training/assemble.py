@@ -97,13 +97,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("members", type=Path, nargs="+", help="member .keras files")
     parser.add_argument("--val", type=Path, default=DEFAULT_VAL, help="<label>/<images> directory")
-    parser.add_argument("--no-flip", action="store_true", help="no mirror view at inference")
+    parser.add_argument(
+        "--flip", action="store_true", help="also run every member on the mirror image"
+    )
     parser.add_argument("--output", type=Path, default=None, help="save the ensemble here")
     parser.add_argument("--report", type=Path, default=None, help="write the val record here")
     arguments = parser.parse_args(argv)
     val = load_labelled_directory(arguments.val)
     members = load_members(arguments.members)
-    flip = not arguments.no_flip
+    flip = arguments.flip
     model, record = assemble(members, val, flip)
     record["member_files"] = [str(path) for path in arguments.members]
     record["member_training"] = [training_record(path) for path in arguments.members]

@@ -2,8 +2,9 @@
 
 Recipe (why each piece is in MODEL_CARD.md): several seeds of one member shape, AdamW with a
 cosine schedule, label smoothing, class weights, geometric augmentation, weight averaging with
-early stopping on val loss; then the members and their mirror views are averaged in one graph
-and a temperature fitted on val is stored inside it.
+early stopping on val loss (mixup optional); then the members are averaged in one graph (the
+mirror view is optional: it changed no val label) and a temperature fitted on val is stored inside
+it. `--members-dir` keeps every member in a file of its own for `training.assemble`.
 """
 
 from __future__ import annotations
@@ -188,12 +189,14 @@ def run(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="has train/ and val/")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[3, 4, 5])
     parser.add_argument("--max-epochs", type=int, default=30)
     parser.add_argument("--learning-rate", type=float, default=1.5e-3, help="peak, after warm-up")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--mixup", type=float, default=0.0, help="mixup Beta alpha; 0 = off")
-    parser.add_argument("--no-flip", action="store_true", help="no mirror view at inference")
+    parser.add_argument(
+        "--flip", action="store_true", help="also run every member on the mirror image"
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--report", type=Path, default=DEFAULT_REPORT)
     parser.add_argument(
@@ -210,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         arguments.data,
         arguments.seeds,
         recipe,
-        not arguments.no_flip,
+        arguments.flip,
         arguments.output,
         arguments.report,
         arguments.members_dir,
