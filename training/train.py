@@ -171,7 +171,6 @@ def run(
         "data": str(data_root),
         "seeds": list(seeds),
         "recipe": asdict(recipe),
-        "members": records,
         "seed_spread_accuracy": {
             "mean": round(float(np.mean(accuracies)), 4),
             "std": round(float(np.std(accuracies)), 4),
@@ -179,6 +178,7 @@ def run(
             "max": max(accuracies),
         },
         **ensemble_record,
+        "member_training": records,
         "training_seconds": round(time.perf_counter() - started, 1),
         "output": str(output),
     }
