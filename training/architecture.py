@@ -3,7 +3,7 @@
 Why this shape (measured, see MODEL_CARD.md): with no pretrained weights a small CNN and a
 colour-statistics model each reach ~0.93 on val but make different mistakes; one graph holding
 both, and several seeds, beats either alone. (Left-right test-time flips are available, but
-changed no val label, so the shipped file runs each member once.)
+left the ensembles' val figures unchanged, so the shipped file runs each member once.)
 """
 
 from __future__ import annotations
@@ -77,8 +77,8 @@ def build_ensemble(
     members: Sequence[keras.Model], temperature: float, flip: bool = False
 ) -> keras.Model:
     """One inference graph: every member on the image (and, if `flip`, on its mirror image),
-    calibrated mean → probabilities. The shipped file has no mirror view: it changed no val label
-    and doubles the forward passes (MODEL_CARD.md)."""
+    calibrated mean → probabilities. The shipped file has no mirror view: it left the val figures
+    unchanged and doubles the forward passes (MODEL_CARD.md)."""
     images = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), name="images")
     views = [images, HorizontalFlip(name="mirror")(images)] if flip else [images]
     logits = [member(view) for member in members for view in views]

@@ -3,8 +3,8 @@
 Recipe (why each piece is in MODEL_CARD.md): several seeds of one member shape, AdamW with a
 cosine schedule, label smoothing, class weights, geometric augmentation, weight averaging with
 early stopping on val loss (mixup optional); then the members are averaged in one graph (the
-mirror view is optional: it changed no val label) and a temperature fitted on val is stored inside
-it. `--members-dir` keeps every member in a file of its own for `training.assemble`.
+mirror view is optional: it left the val figures unchanged) and a temperature fitted on val is
+stored inside it. `--members-dir` keeps every member in a file of its own for `training.assemble`.
 """
 
 from __future__ import annotations
