@@ -3,10 +3,19 @@ WEATHER_DATA ?= $(CURDIR)/../shared/datasets/weather
 DATA ?= $(WEATHER_DATA)/val
 MODEL_ENV := TF_CPP_MIN_LOG_LEVEL=2 PYTHONUNBUFFERED=1
 
-.PHONY: train eval bench-model publish-model promote-model models
+# TRAIN_ARGS: e.g. `--seeds 6 7 --members-dir .cache/members` trains two members and keeps each one.
+TRAIN_ARGS ?=
+MEMBERS ?=
+ASSEMBLE_ARGS ?=
 
-train: $(INSTALLED) ## retrain the shipped classifier from scratch (~15 min on 2 cores), print val metrics
-	$(MODEL_ENV) $(BIN)/python -m training.train --data $(WEATHER_DATA)
+.PHONY: train assemble-model eval bench-model publish-model promote-model models
+
+train: $(INSTALLED) ## retrain the shipped classifier from scratch (~15 min on 2 idle cores) [TRAIN_ARGS=...], print val metrics
+	$(MODEL_ENV) $(BIN)/python -m training.train --data $(WEATHER_DATA) $(TRAIN_ARGS)
+
+assemble-model: $(INSTALLED) ## join saved MEMBERS="a.keras b.keras ..." into the shipped file, calibrated on val
+	@test -n "$(MEMBERS)" || { echo "usage: make assemble-model MEMBERS='<member .keras files>' [ASSEMBLE_ARGS=--flip]"; exit 2; }
+	$(MODEL_ENV) $(BIN)/python -m training.assemble $(MEMBERS) --val $(WEATHER_DATA)/val --output services/classifier/weather_classifier.keras --report training/last_training_run.json $(ASSEMBLE_ARGS)
 
 eval: $(INSTALLED) ## evaluate the shipped classifier on DATA=<dir of label/ folders>; last line is JSON
 	$(MODEL_ENV) $(BIN)/python -m training.evaluate $(DATA)
