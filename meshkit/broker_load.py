@@ -6,6 +6,12 @@ reads them for admission (a Submit that cannot fit is refused at once, see
 One round trip per stream every `interval_seconds` is cheap, and a stale reading is
 harmless: JetStream's own limits stay the last word (a write over budget is refused by the
 server, and the dispatcher maps that refusal to the same answer).
+
+Between two readings the dispatcher adds what it has itself written (`note_job_queued`): a
+dispatcher that accepts jobs faster than it polls would otherwise admit, on a stale reading,
+more jobs than the job stream's reserve keeps room to finish. Other dispatchers' writes
+still show only at the next reading, so the reserve covers their rate times the poll
+interval.
 """
 
 from __future__ import annotations
@@ -23,6 +29,12 @@ from meshkit.broker_layout import CLASSIFIER_CONSUMER, JOBS_STREAM, BrokerSetup
 from meshkit.metrics import BrokerProbe
 
 logger = logging.getLogger(__name__)
+
+
+# What the job stream stores for an event beyond its protobuf bytes: the subject and headers
+# (message id, trace context, expected-sequence checks) and the file store's framing; an
+# overestimate, corrected by the next reading.
+STORED_EVENT_OVERHEAD_BYTES = 512
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,16 @@ class BrokerLoad(BrokerProbe):
     def usage(self, stream: str) -> StreamUsage | None:
         """The last reading of `stream`, or None before the first one."""
         return self._usage.get(stream)
+
+    def note_job_queued(self, event_bytes: int) -> None:
+        """Count a queued job this process has just written, until the next reading: its event
+        in the job stream's usage, and one more job in the queue depth."""
+        usage = self._usage.get(JOBS_STREAM)
+        if usage is not None:
+            written = event_bytes + STORED_EVENT_OVERHEAD_BYTES
+            self._usage[JOBS_STREAM] = StreamUsage(usage.used_bytes + written, usage.max_bytes)
+        if self.queue_depth is not None:
+            self.queue_depth += 1
 
     async def observe(self, jetstream: JetStreamContext) -> None:
         """Read every stream and the consumer once; a failure keeps the last values."""

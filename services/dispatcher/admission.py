@@ -78,6 +78,11 @@ class Admission:
                 self.retry_after_seconds,
             )
 
+    def job_queued(self, event_bytes: int) -> None:
+        """A job was just queued: the next Submit's checks count it before the broker's
+        next reading does (fast Submits must not all pass on one stale reading)."""
+        self._load.note_job_queued(event_bytes)
+
     @contextmanager
     def storage_refusals(self, what: str) -> Iterator[None]:
         """Turn JetStream's refusal of a write over budget into StorageFullError naming

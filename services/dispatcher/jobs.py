@@ -237,6 +237,8 @@ class JobBook:
                 if existing is not None:
                     return job_from_event(existing.event)
                 raise
+            if cached is None:
+                self._admission.job_queued(event.ByteSize())
         logger.info(
             "job %s %s",
             job_id,
