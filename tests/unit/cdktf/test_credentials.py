@@ -29,7 +29,7 @@ from meshkit.broker_permissions import (
 from services.reporting.migrations import RUNTIME_ROLE
 from services.reporting.migrator import packaged_migrations
 from tests.unit.cdktf.chart_rendering import RenderCharts
-from tests.unit.meshkit.test_broker_permissions import matches
+from tests.unit.nats_subjects import subject_matches
 from weather_deploy import charts
 from weather_deploy.config import EnvironmentName
 from weather_deploy.contract import DATABASE_OWNER, DATABASE_RUNTIME_ROLE, NATS_RELEASE
@@ -65,7 +65,7 @@ def rendered_users(
 
 
 def _may_publish(users: Users, user: str, subject: str) -> bool:
-    return any(matches(p, subject) for p in users[user]["permissions"]["publish"]["allow"])
+    return any(subject_matches(p, subject) for p in users[user]["permissions"]["publish"]["allow"])
 
 
 def test_the_cluster_nats_admits_each_service_with_exactly_the_kits_rights(

@@ -13,23 +13,13 @@ from meshkit.broker_layout import (
     job_subject,
 )
 from meshkit.broker_permissions import service_permissions, tool_permissions
+from tests.unit.nats_subjects import subject_matches
 
 JOB_ID = "0" * 32
 
 
-def matches(pattern: str, subject: str) -> bool:
-    """NATS wildcard semantics: `*` one token, `>` one or more trailing tokens."""
-    wanted, tokens = pattern.split("."), subject.split(".")
-    for index, token in enumerate(wanted):
-        if token == ">":
-            return len(tokens) > index
-        if index >= len(tokens) or token not in ("*", tokens[index]):
-            return False
-    return len(tokens) == len(wanted)
-
-
 def may_publish(user: str, subject: str) -> bool:
-    return any(matches(p, subject) for p in service_permissions()[user].publish)
+    return any(subject_matches(p, subject) for p in service_permissions()[user].publish)
 
 
 def test_only_the_dispatcher_queues_jobs() -> None:
@@ -62,19 +52,19 @@ def test_no_service_may_delete_a_stream_or_write_the_whole_api() -> None:
 def test_the_model_publisher_writes_only_the_model_repository_and_its_pointer() -> None:
     (publisher,) = tool_permissions().values()
     pointer = f"$KV.{MODEL_RELEASES_BUCKET}.current"
-    assert any(matches(p, pointer) for p in publisher.publish)
+    assert any(subject_matches(p, pointer) for p in publisher.publish)
     for forbidden in (
         job_subject(JOB_ID, "queued"),
         f"$O.{IMAGES_BUCKET}.C.abc",
         "$JS.API.STREAM.DELETE.WEATHER_JOBS",
         "$JS.API.STREAM.PURGE.WEATHER_JOBS",
     ):
-        assert not any(matches(p, forbidden) for p in publisher.publish), forbidden
+        assert not any(subject_matches(p, forbidden) for p in publisher.publish), forbidden
     assert not any(may_publish(user, pointer) for user in service_permissions())
 
 
 def may_subscribe(user: str, subject: str) -> bool:
-    return any(matches(p, subject) for p in service_permissions()[user].subscribe)
+    return any(subject_matches(p, subject) for p in service_permissions()[user].subscribe)
 
 
 def test_only_the_dispatcher_hears_job_events_as_published_and_never_feedback() -> None:
