@@ -29,6 +29,7 @@ from meshkit.broker_layout import (
     RESULTS_BUCKET,
     BrokerSettings,
 )
+from tools.proof.report import MIB
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_FIGURES = REPO_ROOT / "bench" / "figures.json"
@@ -48,8 +49,7 @@ STATEFUL_WARNING = 0.5
 """Past half a node, the next step up will not fit: time to change the layout."""
 SCALED_OUT = ("classifier", "dispatcher", "reporting", "envoy")
 STATEFUL = ("nats", "postgres")
-GIB = 1024**3
-MIB = 1024**2
+GIB = 1024 * MIB
 SECONDS_PER_DAY = 86_400
 VOLUME_WARNING_BYTES = 4 * 1024 * GIB
 """Past this, one server's volume is the wrong place for the photos."""

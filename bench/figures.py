@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tools.proof.report import percentile, table
+from tools.proof.report import MIB, percentile, table
 
 AT_LEAST = ">="
 AT_MOST = "<="
@@ -98,7 +98,7 @@ def goal_table(figures: Mapping[str, Any]) -> str:
         rows.append(
             [
                 goal.name,
-                "-" if value is None else f"{value:.3f}".rstrip("0").rstrip("."),
+                "-" if value is None else _three_decimals(value),
                 f"{goal.comparison} {goal.bound:g} {goal.unit}",
                 {True: "met", False: "NOT met", None: "not measured"}[met],
             ]
@@ -118,7 +118,7 @@ def goal_table(figures: Mapping[str, Any]) -> str:
         rows.append(
             [
                 "Submit->SUCCEEDED via Envoy, shipped per-client limits",
-                f"{shipped.get('ratio_to_limit', 0):.3f}".rstrip("0").rstrip("."),
+                _three_decimals(float(shipped.get("ratio_to_limit", 0))),
                 "no goal (one client)",
                 f"{refused} calls refused",
             ]
@@ -126,13 +126,17 @@ def goal_table(figures: Mapping[str, Any]) -> str:
     return table(["figure", "measured", "goal", ""], rows)
 
 
+def _three_decimals(value: float) -> str:
+    """0.48 rather than 0.480: as measured, without trailing zeros."""
+    return f"{value:.3f}".rstrip("0").rstrip(".")
+
+
 def rss_table(peaks: Mapping[str, int]) -> str:
     """Peak RSS per component and the whole mesh's (the sum of the peaks: an upper bound)."""
-    mib = 1024 * 1024
     rows: list[list[object]] = [
-        [name, round(peak / mib, 1)] for name, peak in sorted(peaks.items())
+        [name, round(peak / MIB, 1)] for name, peak in sorted(peaks.items())
     ]
-    rows.append(["whole mesh (sum of peaks)", round(sum(peaks.values()) / mib, 1)])
+    rows.append(["whole mesh (sum of peaks)", round(sum(peaks.values()) / MIB, 1)])
     return table(["process group", "peak RSS MiB"], rows)
 
 
