@@ -210,25 +210,28 @@ def kube_context_access(target: Target) -> ClusterAccess:
     )
 
 
-def basic_auth_secret(name: str, namespace: str, *, username: str, password: str) -> dict[str, Any]:
+def platform_secret(
+    name: str, namespace: str, secret_type: str, string_data: dict[str, str]
+) -> dict[str, Any]:
+    """A Secret outside the app namespace (a platform component's, or the edge's)."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "type": "kubernetes.io/basic-auth",
+        "type": secret_type,
         "metadata": {"name": name, "namespace": namespace},
-        "stringData": {"username": username, "password": password},
+        "stringData": string_data,
     }
+
+
+def basic_auth_secret(name: str, namespace: str, *, username: str, password: str) -> dict[str, Any]:
+    return platform_secret(
+        name, namespace, "kubernetes.io/basic-auth", {"username": username, "password": password}
+    )
 
 
 def nats_users_secret(passwords: dict[str, str]) -> dict[str, Any]:
     """The NATS server's copy of every service user's password (key: the user)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "Opaque",
-        "metadata": {"name": charts.NATS_USERS_SECRET, "namespace": NATS_NAMESPACE},
-        "stringData": passwords,
-    }
+    return platform_secret(charts.NATS_USERS_SECRET, NATS_NAMESPACE, "Opaque", passwords)
 
 
 def platform_stack(
@@ -461,13 +464,12 @@ def app_objects(
 
 def _tls_secret(name: str, tls: TlsVariables) -> dict[str, Any]:
     """The edge's certificate: a Secret in the gateway's namespace, from Terraform variables."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "kubernetes.io/tls",
-        "metadata": {"name": name, "namespace": INGRESS_NAMESPACE},
-        "stringData": {"tls.crt": tls.certificate, "tls.key": tls.private_key},
-    }
+    return platform_secret(
+        name,
+        INGRESS_NAMESPACE,
+        "kubernetes.io/tls",
+        {"tls.crt": tls.certificate, "tls.key": tls.private_key},
+    )
 
 
 def database_url(role: str, password: str) -> str:
