@@ -206,26 +206,29 @@ def _checked_key(value: str, field: str, max_bytes: int) -> str:
 
 def filter_digest(job_filter: JobFilter) -> bytes:
     """A short fingerprint of the filters, so a token is only reused with its own filters."""
-    window = job_filter.window
-    parts = (
+    return _fingerprint(
         "" if job_filter.owner is None else "owner:" + job_filter.owner,
         job_filter.label or "",
         job_filter.state or "",
-        window.start.isoformat() if window.start else "",
-        window.end.isoformat() if window.end else "",
+        *_window_parts(job_filter.window),
     )
-    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).digest()[:8]
 
 
 def quality_filter_digest(quality_filter: QualityFilter) -> bytes:
     """The fingerprint of a GetQuality request's window and version filter."""
-    window = quality_filter.window
-    parts = (
-        "quality",
+    return _fingerprint(
+        "quality", *_window_parts(quality_filter.window), quality_filter.model_version or ""
+    )
+
+
+def _window_parts(window: Window) -> tuple[str, str]:
+    return (
         window.start.isoformat() if window.start else "",
         window.end.isoformat() if window.end else "",
-        quality_filter.model_version or "",
     )
+
+
+def _fingerprint(*parts: str) -> bytes:
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).digest()[:8]
 
 
