@@ -112,7 +112,9 @@ _MESH_STREAMS = (
 )
 # STREAM.NAMES: nats.py looks a stream up by subject when a subscription names none (the
 # object store's reads of multi-chunk objects do).
-_EVERY_SERVICE = ["$JS.API.INFO", "$JS.API.STREAM.NAMES", *_declare(_MESH_STREAMS)]
+_LOOK_AROUND = ("$JS.API.INFO", "$JS.API.STREAM.NAMES")
+"""The account's JetStream info and stream names: what every client's setup asks first."""
+_EVERY_SERVICE = [*_LOOK_AROUND, *_declare(_MESH_STREAMS)]
 
 
 def _permissions(publish: list[str], subscribe: tuple[str, ...] = ()) -> BrokerPermissions:
@@ -187,8 +189,7 @@ def tool_permissions() -> Mapping[str, BrokerPermissions]:
     return {
         MODEL_PUBLISHER_USER: BrokerPermissions(
             publish=(
-                "$JS.API.INFO",
-                "$JS.API.STREAM.NAMES",
+                *_LOOK_AROUND,
                 *_declare([repository, releases]),
                 f"$O.{MODEL_REPOSITORY_BUCKET}.>",
                 f"$JS.API.STREAM.PURGE.{repository}",  # a rewritten object's stale chunks
