@@ -23,7 +23,7 @@ import numpy as np
 import services.classifier.layers  # noqa: F401  (registers the custom layers before loading)
 from meshkit.contract_constants import LABELS
 from training.architecture import build_ensemble
-from training.dataset import LabelledImages, load_labelled_directory
+from training.dataset import DEFAULT_DATA, LabelledImages, load_labelled_directory
 from training.metrics import (
     classification_report,
     expected_calibration_error,
@@ -31,8 +31,7 @@ from training.metrics import (
     negative_log_likelihood,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_VAL = REPO_ROOT / ".." / "shared" / "datasets" / "weather" / "val"
+DEFAULT_VAL = DEFAULT_DATA / "val"
 
 
 def evaluate_probabilities(model: keras.Model, images: np.ndarray) -> np.ndarray:

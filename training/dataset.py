@@ -15,6 +15,9 @@ from meshkit.contract_constants import LABELS
 from meshkit.images import UnreadableImageError
 from services.classifier.preprocess import INPUT_SIZE, preprocess
 
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "weather"
+"""The shared dataset beside the clone: `train/` and `val/`, each `<label>/<images>`."""
+
 
 @dataclass(frozen=True)
 class LabelledImages:

@@ -29,10 +29,8 @@ from services.classifier.model import DEFAULT_MODEL_PATH
 from training.architecture import MemberShape, build_member
 from training.assemble import assemble, member_val_figures
 from training.callbacks import AveragedWeightsEarlyStopping
-from training.dataset import LabelledImages, load_labelled_directory
+from training.dataset import DEFAULT_DATA, LabelledImages, load_labelled_directory
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO_ROOT / ".." / "shared" / "datasets" / "weather"
 DEFAULT_OUTPUT = DEFAULT_MODEL_PATH  # the file the classifier serves
 DEFAULT_REPORT = Path(__file__).resolve().parent / "last_training_run.json"
 
